@@ -1,0 +1,236 @@
+"""The correlation engine: one event in, the escalation revisions and refusals that follow out.
+
+Pure: no Faust, no Kafka, no wall clock. Time arrives with the input (the event's own time, or the
+receipt time the live driver stamps in `--clock wall` mode), so the same input always yields the
+same output, under the live worker and under `jpc replay` alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from agents.core import cases, screening
+from agents.core.clusters import ClusterWatch
+from agents.core.contacts import ContactIndex
+from agents.core.duty import DutyWatch
+from agents.core.ladder import Action, AckRefused, EscalationBook, Finding, Resolve
+from agents.core.roster import DutyRoster
+from agents.core.silence import SilenceWatch
+from agents.core.timers import TimerQueue
+from schemas.directory import Directory
+from schemas.escalation import Escalation, Evidence
+from schemas.events import (
+    CaseReport,
+    CheckpointAlert,
+    CheckpointHeartbeat,
+    DutyShift,
+    EscalationAck,
+    InputEvent,
+)
+
+ClockMode = Literal["event", "wall"]
+MAX_AHEAD_OF_WALL = timedelta(minutes=10)
+EVICT_EVERY = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an event was read: a Kafka record (topic/partition/offset) or a file line."""
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    line: int | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    revisions: list[Escalation] = field(default_factory=list)
+    refused: tuple[str, str] | None = None  # (field, reason) when the event was dead-lettered
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class _State:
+    clock: datetime | None = None
+    last_evicted: datetime | None = None
+    timers: TimerQueue = field(default_factory=TimerQueue)
+    roster: DutyRoster = field(default_factory=DutyRoster)
+    seen: dict[tuple[str, str], tuple[bytes, datetime]] = field(default_factory=dict)
+    clusters: ClusterWatch = field(default_factory=ClusterWatch)
+    contacts: ContactIndex = field(default_factory=ContactIndex)
+    duty: DutyWatch = field(default_factory=DutyWatch)
+    silence: SilenceWatch = field(default_factory=SilenceWatch)
+    counters: Counter[str] = field(default_factory=Counter)
+
+
+class Engine:
+    def __init__(self, directory: Directory, clock: ClockMode = "event") -> None:
+        self.directory = directory
+        self.mode: ClockMode = clock
+        self.state = _State()
+        self.book = EscalationBook(directory, self.state.roster, self.state.timers)
+
+    # ---- persistence (the live worker keeps this in a changelog-backed table) ----
+    def snapshot(self) -> bytes:
+        return pickle.dumps((self.state, self.book.escalations), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, directory: Directory, blob: bytes, clock: ClockMode = "event") -> Engine:
+        engine = cls(directory, clock)
+        engine.state, escalations = pickle.loads(blob)  # our own snapshot, never foreign bytes
+        engine.book = EscalationBook(directory, engine.state.roster, engine.state.timers, escalations)
+        return engine
+
+    @property
+    def clock(self) -> datetime | None:
+        return self.state.clock
+
+    @property
+    def counters(self) -> Counter[str]:
+        return self.state.counters
+
+    # ---- driving ----
+    def process(self, event: InputEvent, source: Source | None = None,
+                received_at: datetime | None = None) -> Outcome:
+        refusal = self._refusal(event, received_at)
+        if refusal is not None:
+            self.counters["dead_letters"] += 1
+            return Outcome(refused=refusal)
+        fingerprint = hashlib.blake2b(event.model_dump_json(exclude_unset=True).encode(), digest_size=16).digest()
+        key = (event.source_unit, event.event_id)
+        seen = self.state.seen.get(key)
+        if seen is not None:
+            if seen[0] == fingerprint:
+                self.counters["duplicates"] += 1
+                return Outcome(duplicate=True)
+            self.counters["dead_letters"] += 1
+            return Outcome(refused=("event_id", "event_id: conflicting duplicate: this source_unit already "
+                                                "sent this event_id with different content"))
+        self.state.seen[key] = (fingerprint, event.occurred_at)
+        self.counters[f"events.{event.kind}"] += 1
+        now = event.occurred_at if self.mode == "event" else (received_at or event.occurred_at)
+        outcome = Outcome(revisions=self.advance(now))
+        at = self.state.clock
+        assert at is not None  # advance() always sets it
+        evidence = self._evidence(event, source)
+        try:
+            actions = self._apply(event, evidence, at)
+        except AckRefused as refused:
+            self.counters["dead_letters"] += 1
+            outcome.refused = (refused.field, str(refused))
+            return outcome
+        outcome.revisions += self._carry_out(actions, at)
+        outcome.revisions += self.advance(at)  # timers set in the past by a late event fire now
+        return outcome
+
+    def advance(self, to: datetime) -> list[Escalation]:
+        """Move the engine clock forward to `to`, firing every timer due on the way in order."""
+        clock = self.state.clock
+        if clock is not None and to < clock:
+            to = clock
+        revisions: list[Escalation] = []
+        while (timer := self.state.timers.pop_due(to)) is not None:
+            self.state.clock = max(self.state.clock or timer.due, timer.due)
+            revisions += self._fire(timer.kind, timer.key, timer.due)
+        self.state.clock = to
+        self._maybe_evict(to)
+        return revisions
+
+    # ---- internals ----
+    def _refusal(self, event: InputEvent, received_at: datetime | None) -> tuple[str, str] | None:
+        d = self.directory
+        if event.source_unit not in d.unit_by_id:
+            return "source_unit", f"source_unit: unknown unit {event.source_unit!r}"
+        if self.mode == "wall" and received_at is not None and event.occurred_at > received_at + MAX_AHEAD_OF_WALL:
+            return "occurred_at", "occurred_at: more than 10 minutes ahead of the wall clock"
+        match event:
+            case CaseReport() if event.region not in d.region_by_id:
+                return "region", f"region: unknown region {event.region!r}"
+            case CheckpointAlert() | CheckpointHeartbeat() if event.checkpoint_id not in d.checkpoint_by_id:
+                return "checkpoint_id", f"checkpoint_id: unknown checkpoint {event.checkpoint_id!r}"
+            case DutyShift() | EscalationAck() if event.unit_id not in d.unit_by_id:
+                return "unit_id", f"unit_id: unknown unit {event.unit_id!r}"
+        return None
+
+    def _evidence(self, event: InputEvent, source: Source | None) -> Evidence:
+        return Evidence(
+            source_unit=event.source_unit, event_id=event.event_id, kind=event.kind,
+            occurred_at=event.occurred_at.astimezone(self.directory.zone),
+            topic=source.topic if source else None,
+            partition=source.partition if source else None,
+            offset=source.offset if source else None,
+        )
+
+    def _apply(self, event: InputEvent, evidence: Evidence, at: datetime) -> list[Action | Escalation]:
+        d, s = self.directory, self.state
+        actions: list[Action | Escalation] = []
+        match event:
+            case CaseReport():
+                for finding in (cases.imported_case(d, event, evidence), cases.late_report(d, event, evidence)):
+                    if finding is not None:
+                        actions.append(finding)
+                actions += s.clusters.on_report(d, event, evidence)
+                actions += s.contacts.on_case(d, event, evidence)
+            case CheckpointAlert():
+                actions += screening.screen(d, event, evidence)
+                actions += s.contacts.on_sighting(d, event, evidence)
+                actions += s.silence.on_event(d, s.timers, event.checkpoint_id, event.occurred_at, evidence)
+            case CheckpointHeartbeat():
+                actions += s.silence.on_event(d, s.timers, event.checkpoint_id, event.occurred_at, evidence)
+            case DutyShift():
+                s.roster.publish(event, evidence)
+                actions += s.duty.on_roster(d, s.roster, s.timers, event.unit_id, at)
+            case EscalationAck():
+                revision = self.book.acknowledge(event, at)
+                if revision is None and self.book.status(event.escalation_id) == "resolved":
+                    self.counters["acks_ignored"] += 1
+                return [revision] if revision is not None else []
+        return actions
+
+    def _fire(self, kind: str, key: str, due: datetime) -> list[Escalation]:
+        d, s = self.directory, self.state
+        if kind == "ack":
+            revision = self.book.on_deadline(key, due)
+            return [revision] if revision is not None else []
+        if kind == "silence":
+            return self._carry_out(s.silence.on_timer(d, key, due), due)
+        return self._carry_out(s.duty.on_timer(d, s.roster, s.timers, key, due), due)
+
+    def _carry_out(self, actions: Sequence[Action | Escalation], at: datetime) -> list[Escalation]:
+        revisions: list[Escalation] = []
+        for action in actions:
+            revision: Escalation | None
+            if isinstance(action, Escalation):  # acknowledgements go to the book directly
+                revision = action
+            elif isinstance(action, Finding):
+                revision = self.book.raise_finding(action, at)
+            else:
+                assert isinstance(action, Resolve)
+                revision = self.book.auto_resolve(action.escalation_id, at, action.evidence)
+            if revision is not None:
+                revisions.append(revision)
+                self.counters[f"revisions.{revision.rule}"] += 1
+        return revisions
+
+    def _maybe_evict(self, now: datetime) -> None:
+        s = self.state
+        if s.last_evicted is not None and now - s.last_evicted < EVICT_EVERY:
+            return
+        s.last_evicted = now
+        rules = self.directory.rules
+        longest = timedelta(days=rules.longest_window_days)
+        # Duplicates are recognised within the longest window (contract §3); joins keep twice that so
+        # a report arriving up to a window late still meets what it should.
+        s.seen = {k: v for k, v in s.seen.items() if v[1] >= now - longest}
+        s.clusters.evict(now - 2 * longest)
+        s.contacts.evict(now - 2 * longest)
+        s.roster.evict(now - 2 * longest)
+        self.book.evict(now - 2 * longest)
+

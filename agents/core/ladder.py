@@ -1,0 +1,232 @@
+"""The escalation book: opening, revising, joint acknowledgement, the ladder, and resolution.
+
+Every change to an escalation is a new revision with a number one higher than the last; nothing
+else produces revisions, so re-running the same input re-creates exactly the same records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from agents.core.ids import escalation_id
+from agents.core.roster import DutyRoster
+from agents.core.routing import RouteContext, resolve_targets, staff
+from agents.core.timers import TimerQueue
+from schemas.directory import Directory
+from schemas.escalation import SEVERITIES, Escalation, Evidence, Rule, Severity, Status
+from schemas.events import EscalationAck
+
+
+@dataclass(slots=True)
+class Finding:
+    """What a rule saw: one subject, how severe, why, and whom the route placeholders mean."""
+
+    rule: Rule
+    subject: dict[str, str]
+    severity: Severity
+    region: str | None
+    title: str
+    summary: str
+    evidence: list[Evidence]
+    ctx: RouteContext
+    extra_targets: tuple[str, ...] = ()
+    exact_severity: bool = False  # clusters follow their count down as well as up
+
+    @property
+    def escalation_id(self) -> str:
+        return escalation_id(self.rule, self.subject)
+
+
+@dataclass(slots=True)
+class Tracked:
+    escalation_id: str
+    rule: Rule
+    subject: dict[str, str]
+    severity: Severity
+    region: str | None
+    title: str
+    summary: str
+    ctx: RouteContext
+    routed_to: list[str]
+    opened_at: datetime
+    updated_at: datetime
+    ack_deadline: datetime
+    evidence: list[Evidence] = field(default_factory=list)
+    fallback: dict[str, str] = field(default_factory=dict)
+    acked_by: dict[str, str] = field(default_factory=dict)
+    revision: int = 0
+    step: int = 0
+    resolved: bool = False  # automatically (the condition ended) or by an officer
+    final: bool = False  # resolved by an officer: nothing reopens it
+
+
+class AckRefused(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+@dataclass(slots=True)
+class EscalationBook:
+    directory: Directory
+    roster: DutyRoster
+    timers: TimerQueue
+    escalations: dict[str, Tracked] = field(default_factory=dict)
+
+    # ---- rules report here ----
+    def raise_finding(self, finding: Finding, at: datetime) -> Escalation | None:
+        esc_id = finding.escalation_id
+        tracked = self.escalations.get(esc_id)
+        if tracked is None:
+            tracked = self._open(esc_id, finding, at)
+            return self._revise(tracked, at)
+        if tracked.final:
+            return None
+        changed = self._absorb(tracked, finding)
+        if tracked.resolved:  # the condition is back: reopen, and everyone must acknowledge again
+            tracked.resolved = False
+            tracked.acked_by.clear()
+            self._set_deadline(tracked, at)
+            changed = True
+        return self._revise(tracked, at) if changed else None
+
+    def auto_resolve(self, esc_id: str, at: datetime, evidence: Evidence | None = None) -> Escalation | None:
+        tracked = self.escalations.get(esc_id)
+        if tracked is None or tracked.resolved:
+            return None
+        tracked.resolved = True
+        if evidence is not None:
+            self._add_evidence(tracked, [evidence])
+        return self._revise(tracked, at)
+
+    # ---- duty officers ----
+    def acknowledge(self, ack: EscalationAck, at: datetime) -> Escalation | None:
+        tracked = self.escalations.get(ack.escalation_id)
+        if tracked is None:
+            raise AckRefused("escalation_id", f"escalation_id: unknown escalation {ack.escalation_id!r}")
+        if tracked.resolved:
+            return None  # acknowledging what is over changes nothing
+        if ack.unit_id not in tracked.routed_to:
+            raise AckRefused("unit_id", f"unit_id: {ack.unit_id!r} is not routed for {ack.escalation_id}")
+        changed = False
+        if ack.unit_id not in tracked.acked_by:
+            tracked.acked_by[ack.unit_id] = ack.officer_id
+            changed = True
+        if ack.action == "resolve":
+            tracked.resolved = tracked.final = True
+            changed = True
+        return self._revise(tracked, at) if changed else None
+
+    # ---- the ladder ----
+    def on_deadline(self, esc_id: str, due: datetime) -> Escalation | None:
+        tracked = self.escalations.get(esc_id)
+        if tracked is None or tracked.resolved or tracked.ack_deadline != due:
+            return None  # a stale timer: the escalation moved on
+        uncovered = self._uncovered(tracked)
+        if not uncovered:
+            return None
+        added: list[str] = []
+        for unit in uncovered:
+            for candidate in (self.directory.parent(unit), self.directory.root.id):
+                if candidate and candidate not in tracked.routed_to and candidate not in added:
+                    added.append(candidate)
+        if not added:
+            return None  # nobody left to add: the escalation stays open at the top of the tree
+        tracked.routed_to.extend(added)
+        tracked.step += 1
+        self._set_deadline(tracked, due)
+        return self._revise(tracked, due)
+
+    def evict(self, before: datetime) -> None:
+        """Drop escalations that are over (or acknowledged) and untouched since `before`."""
+        for esc_id in [k for k, t in self.escalations.items()
+                       if t.updated_at < before and self._status(t) != "open"]:
+            del self.escalations[esc_id]
+
+    def status(self, esc_id: str) -> Status | None:
+        tracked = self.escalations.get(esc_id)
+        return self._status(tracked) if tracked else None
+
+    # ---- internals ----
+    def _open(self, esc_id: str, finding: Finding, at: datetime) -> Tracked:
+        tracked = Tracked(
+            escalation_id=esc_id, rule=finding.rule, subject=finding.subject, severity=finding.severity,
+            region=finding.region, title=finding.title, summary=finding.summary, ctx=finding.ctx,
+            routed_to=resolve_targets(self.directory, finding.rule, finding.ctx, finding.extra_targets),
+            opened_at=at, updated_at=at, ack_deadline=at,
+        )
+        self._add_evidence(tracked, finding.evidence)
+        self._set_deadline(tracked, at)
+        self.escalations[esc_id] = tracked
+        return tracked
+
+    def _absorb(self, tracked: Tracked, finding: Finding) -> bool:
+        before = (tracked.severity, tracked.title, tracked.summary, len(tracked.evidence), len(tracked.routed_to))
+        if finding.exact_severity or SEVERITIES.index(finding.severity) < SEVERITIES.index(tracked.severity):
+            tracked.severity = finding.severity
+        tracked.title, tracked.summary = finding.title, finding.summary
+        self._add_evidence(tracked, finding.evidence)
+        for unit in resolve_targets(self.directory, finding.rule, finding.ctx, finding.extra_targets):
+            if unit not in tracked.routed_to:
+                tracked.routed_to.append(unit)
+        after = (tracked.severity, tracked.title, tracked.summary, len(tracked.evidence), len(tracked.routed_to))
+        return before != after
+
+    @staticmethod
+    def _add_evidence(tracked: Tracked, evidence: list[Evidence]) -> None:
+        seen = {(e.source_unit, e.event_id) for e in tracked.evidence}
+        for item in evidence:
+            if (item.source_unit, item.event_id) not in seen:
+                tracked.evidence.append(item)
+                seen.add((item.source_unit, item.event_id))
+
+    def _set_deadline(self, tracked: Tracked, at: datetime) -> None:
+        tracked.ack_deadline = at + timedelta(minutes=self.directory.rules.ack_minutes[tracked.severity])
+        self.timers.schedule(tracked.ack_deadline, "ack", tracked.escalation_id)
+
+    def _uncovered(self, tracked: Tracked) -> list[str]:
+        return [u for u in tracked.routed_to
+                if not any(self.directory.covers(acker, u) for acker in tracked.acked_by)]
+
+    def _status(self, tracked: Tracked) -> Status:
+        if tracked.resolved:
+            return "resolved"
+        return "open" if self._uncovered(tracked) else "acknowledged"
+
+    def _revise(self, tracked: Tracked, at: datetime) -> Escalation:
+        assignees = staff(self.directory, self.roster, tracked.routed_to, tracked.fallback, at)
+        tracked.revision += 1
+        tracked.updated_at = at
+        zone = self.directory.zone
+        return Escalation(
+            escalation_id=tracked.escalation_id,
+            revision=tracked.revision,
+            step=tracked.step,
+            rule=tracked.rule,
+            severity=tracked.severity,
+            status=self._status(tracked),
+            region=tracked.region,
+            subject=tracked.subject,
+            title=tracked.title,
+            summary=tracked.summary,
+            routed_to=list(tracked.routed_to),
+            assignees=assignees,
+            fallback=dict(tracked.fallback),
+            evidence=list(tracked.evidence),
+            opened_at=tracked.opened_at.astimezone(zone),
+            updated_at=at.astimezone(zone),
+            ack_deadline=tracked.ack_deadline.astimezone(zone),
+            acked_by=dict(tracked.acked_by),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """A condition that ended by itself (a post covered again, a checkpoint back, a cluster shrunk)."""
+
+    escalation_id: str
+    evidence: Evidence | None = None
+
+
+Action = Finding | Resolve
