@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from schemas.directory import Directory, DirectoryError, load_directory
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DIRECTORY_OPTION = click.option(
@@ -116,6 +119,173 @@ def schemas_export(out_dir: Path) -> None:
         fail(f"cannot write to {out_dir}: {exc.strerror or exc}")
     for path in written:
         click.echo(str(path))
+
+
+BROKERS_OPTION = click.option(
+    "--brokers", envvar="JPC_BROKERS", default="127.0.0.1:9092", show_default=True,
+    help="Kafka bootstrap servers, comma-separated. [env: JPC_BROKERS]",
+)
+
+
+def settings_from(**overrides: Any) -> Settings:
+    from streams.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def run_async(coro: Any, brokers: str) -> Any:
+    """Run a coroutine; a broker that cannot be reached is one line, not a traceback."""
+    import asyncio
+
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError:
+        fail(f"cannot reach Kafka at {brokers}: is the broker running? (deploy/kafka.sh start; "
+             "check --brokers / JPC_BROKERS)")
+    except KafkaError as exc:
+        fail(f"Kafka at {brokers} refused: {exc.__class__.__name__}: {exc}")
+
+
+@main.group(context_settings=CONTEXT)
+def topics() -> None:
+    """The topics of the bus (contract §6)."""
+
+
+@topics.command("create", context_settings=CONTEXT)
+@BROKERS_OPTION
+@DIRECTORY_OPTION
+@click.option("--app-id", envvar="JPC_APP_ID", default="jpc-bus", show_default=True,
+              help="Worker app id; names its state changelog topic. [env: JPC_APP_ID]")
+@click.option("--replication", envvar="JPC_REPLICATION_FACTOR", type=int, default=1, show_default=True,
+              help="Replication factor of every topic. [env: JPC_REPLICATION_FACTOR]")
+@click.option("--partitions", envvar="JPC_INPUT_PARTITIONS", type=int, default=4, show_default=True,
+              help="Partitions of the input and escalation topics. [env: JPC_INPUT_PARTITIONS]")
+def topics_create(brokers: str, directory_path: Path | None, app_id: str, replication: int,
+                  partitions: int) -> None:
+    """Provision every topic idempotently: inputs, escalations, one per unit, dead letters, internals.
+
+    Existing topics that match are left alone. A topic that exists with a different partition count,
+    replication or cleanup policy is an error and nothing is changed.
+    """
+    from streams.provision import TopicMismatch, provision
+    from streams.topics import catalogue
+
+    directory = directory_or_fail(directory_path)
+    specs = catalogue([u.id for u in directory.units], input_partitions=partitions, app_id=app_id)
+    try:
+        report = run_async(provision(brokers.split(","), specs, replication), brokers)
+    except TopicMismatch as exc:
+        fail(f"topics differ from the catalogue, nothing changed: {exc}")
+    click.echo(f"topics: {len(report.created)} created, {len(report.existing)} already present "
+               f"({len(specs)} in the catalogue) on {brokers}")
+
+
+@main.command(context_settings=CONTEXT)
+@BROKERS_OPTION
+@DIRECTORY_OPTION
+@click.option("--clock", type=click.Choice(["wall", "event"]), envvar="JPC_CLOCK", default="wall",
+              show_default=True, help="Engine clock: wall (production) or event (the highest event time "
+              "seen; demos, tests, backfills). [env: JPC_CLOCK]")
+@click.option("--app-id", envvar="JPC_APP_ID", default="jpc-bus", show_default=True,
+              help="Consumer group and table namespace. [env: JPC_APP_ID]")
+@click.option("--data-dir", envvar="JPC_DATA_DIR", type=click.Path(path_type=Path),
+              default=Path(".cache/worker"), show_default=True, help="Local files of the worker. [env: JPC_DATA_DIR]")
+@click.option("--reorder-ms", envvar="JPC_REORDER_MS", type=int, default=None,
+              help="How long records wait to be put back into reporting order across partitions before "
+              "the engine sees them. Default: 2000 with --clock event (where order moves the clock), 0 with "
+              "--clock wall. [env: JPC_REORDER_MS]")
+def worker(brokers: str, directory_path: Path | None, clock: str, app_id: str, data_dir: Path,
+           reorder_ms: int | None) -> None:
+    """Run the live bus: validate inputs, correlate, route escalations, climb the ladder.
+
+    Checks at start that every topic exists as the catalogue says (run `jpc topics create` first).
+    Stop with Ctrl-C or SIGTERM: in-flight work is finished and committed.
+    """
+    from streams.logging import configure
+    from streams.provision import check
+    from streams.topics import catalogue
+
+    settings = settings_from(brokers=brokers, app_id=app_id, data_dir=data_dir, clock=clock)
+    configure(settings.log_format, settings.log_level)
+    directory = directory_or_fail(directory_path)
+    specs = catalogue([u.id for u in directory.units], input_partitions=settings.input_partitions,
+                      app_id=app_id)
+    problems = run_async(check(settings.bootstrap, specs, settings.replication_factor), brokers)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        fail(f"topics are not ready: {'; '.join(problems[:3])}{more}; run: jpc topics create")
+    from agents.worker import run_worker
+
+    if reorder_ms is None:
+        reorder_ms = 2000 if settings.clock == "event" else 0
+    sys.exit(run_worker(settings, directory, settings.clock, reorder_ms / 1000))
+
+
+@main.command(context_settings=CONTEXT)
+@BROKERS_OPTION
+@click.argument("file", metavar="FILE|-", type=click.Path(path_type=Path, allow_dash=True))
+def publish(brokers: str, file: Path) -> None:
+    """Validate each line of FILE (JSON lines; - for stdin) and publish it to its kind's topic.
+
+    Refused lines are listed with their number and reason and are not sent. Exit status: 0 when
+    every line was published, 1 when some were refused, 2 when nothing could be done.
+    """
+    from agents.publishing import publish_lines
+
+    try:
+        source: Any = sys.stdin.buffer if str(file) == "-" else file.open("rb")
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    with source:
+        report = run_async(publish_lines(brokers.split(","), source, progress=sys.stderr.isatty()), brokers)
+    for line_no, reason in report.refused:
+        click.echo(f"line {line_no}: {reason}", err=True)
+    click.echo(f"published {report.accepted}, refused {len(report.refused)}", err=True)
+    sys.exit(1 if report.refused else 0)
+
+
+@main.command(context_settings=CONTEXT)
+@BROKERS_OPTION
+@DIRECTORY_OPTION
+@click.option("--unit", "-u", envvar="JPC_UNIT", help="Your unit: shows jpc.escalations.<unit> and reads it as "
+              "the duty group jpc.duty.<unit>. Without it: every escalation. [env: JPC_UNIT]")
+@click.option("--json", "as_json", is_flag=True, help="Print revisions as JSON lines.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest revision kept, not at new ones.")
+@click.option("--exit-at-end", is_flag=True, help="Stop once the revisions present at start are shown.")
+def watch(brokers: str, directory_path: Path | None, unit: str | None, as_json: bool, from_beginning: bool,
+          exit_at_end: bool) -> None:
+    """A duty officer's live view of escalations: severity, title, why, who is on duty, time left.
+
+    Each revision is shown once even if it is delivered twice. Stop with Ctrl-C.
+    """
+    from agents.views import render
+    from agents.watching import revisions
+    from schemas.escalation import revision_json
+    from streams.topics import ESCALATIONS, unit_topic
+
+    directory = directory_or_fail(directory_path)
+    if unit is not None and unit not in directory.unit_by_id:
+        fail(f"--unit: unknown unit {unit!r} in directory {directory.name}")
+    topic = unit_topic(unit) if unit else ESCALATIONS
+    group = f"jpc.duty.{unit}" if unit else None
+
+    async def show() -> None:
+        async for revision in revisions(brokers.split(","), topic, group, from_beginning or group is not None,
+                                        stop_at_end=exit_at_end):
+            if as_json:
+                sys.stdout.buffer.write(revision_json(revision) + b"\n")
+                sys.stdout.flush()
+            else:
+                click.echo(render(revision, directory, now=revision.updated_at, colour=sys.stdout.isatty()) + "\n")
+
+    try:
+        run_async(show(), brokers)
+    except LookupError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

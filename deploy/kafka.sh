@@ -53,7 +53,9 @@ Commands:
                       Print the bootstrap address only (for scripts).
   reset [--nodes N]   Stop, then delete that setup's data (topics, offsets, logs, cluster id).
   kill-node ID        Cluster only: SIGKILL node ID (1-3), a crash for fault tests.
-  stop-node ID        Cluster only: SIGTERM node ID, a controlled shutdown.
+  stop-node ID        Cluster only: SIGTERM node ID, a controlled shutdown. (Stopping the nodes one
+                      by one, the last one has no quorum left and hangs until the SIGKILL; use
+                      stop --nodes 3, which signals all nodes at once.)
   start-node ID       Cluster only: start node ID again on its existing data (no formatting), then
                       wait until the whole cluster serves and no partition is under-replicated.
   -h, --help, help    This text.
@@ -182,6 +184,14 @@ running_pid() {
   echo "$pid"
 }
 
+# True once the process has released everything (sockets included): no /proc entry, or a zombie.
+# (Right after SIGKILL its cmdline is already empty while the ports are still bound.)
+pid_gone() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
+  [[ -z $st || $st == Z* ]]
+}
+
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
 
 # One line naming the holder of a port, when ss can tell.
@@ -280,6 +290,7 @@ launch_node() {
   fi
   echo "===== kafka.sh: $(date '+%F %T') starting Kafka $KAFKA_VERSION node $id =====" >>"$dir/kafka.log"
   rm -f "$dir/kafka.pid"
+  # 9>&-: the broker must not inherit the setup lock (see lock_setup).
   # setsid + nohup: the broker leaves the caller's session, so a Ctrl-C or a test runner killing
   # its process group does not take it down. The inner bash writes its own pid and then execs
   # java, so the pid file names the JVM itself. -Djpc.kafka.node tags the process for running_pid.
@@ -291,7 +302,7 @@ launch_node() {
     -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Dkafka.logs.dir="$dir" "$(log_opt server)" -Djpc.kafka.node="$dir" \
     -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-    >>"$dir/kafka.log" 2>&1 </dev/null &
+    >>"$dir/kafka.log" 2>&1 </dev/null 9>&- &
   for _ in $(seq 50); do
     [[ -s $dir/kafka.pid ]] && break
     sleep 0.1
@@ -460,7 +471,7 @@ stop_nodes() {
   deadline=$((SECONDS + STOP_TIMEOUT))
   while :; do
     alive=()
-    for id in "${!pids[@]}"; do running_pid "$id" >/dev/null && alive+=("$id"); done
+    for id in "${!pids[@]}"; do pid_gone "${pids[$id]}" || alive+=("$id"); done
     ((${#alive[@]} == 0)) && break
     if ((SECONDS >= deadline)); then
       for id in "${alive[@]}"; do
@@ -533,9 +544,19 @@ cmd_kill_node() {
     return 0
   fi
   kill -KILL "$pid"
-  while running_pid "$NODE_ID" >/dev/null; do sleep 0.1; done
+  while ! pid_gone "$pid"; do sleep 0.1; done
   rm -f "$(node_dir "$NODE_ID")/kafka.pid"
   say "killed node $NODE_ID (pid $pid, SIGKILL)"
+}
+
+# Serialize commands that start or stop nodes of one setup: parallel test workers may all run
+# `start` at once, and only one of them should launch; the others then find it running.
+lock_setup() {
+  local lock
+  lock=$DATA/.$(basename "$(setup_dir)").lock
+  mkdir -p "$DATA"
+  exec 9>"$lock"
+  flock -w $((START_TIMEOUT + STOP_TIMEOUT + 120)) 9 || die "timed out waiting for another kafka.sh (lock $lock)"
 }
 
 # ---------------------------------------------------------------- main
@@ -558,6 +579,10 @@ case $CMD in
   kill-node | stop-node | start-node) NODES=$CLUSTER_SIZE ;;
 esac
 [[ $NODES == 1 || $NODES == "$CLUSTER_SIZE" ]] || die "--nodes must be 1 or $CLUSTER_SIZE"
+
+case $CMD in
+  start | stop | reset | kill-node | stop-node | start-node) ignore_in_git; lock_setup ;;
+esac
 
 case $CMD in
   fetch) cmd_fetch ;;
