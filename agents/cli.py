@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -137,10 +139,20 @@ def run_async(coro: Any, brokers: str) -> Any:
     """Run a coroutine; a broker that cannot be reached is one line, not a traceback."""
     import asyncio
 
+    with kafka_errors(brokers):
+        return asyncio.run(coro)
+
+
+@contextlib.contextmanager
+def kafka_errors(brokers: str) -> Iterator[None]:
+    import logging
+
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
+    # aiokafka logs each failed connection attempt; the one line below says it better.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        return asyncio.run(coro)
+        yield
     except KafkaConnectionError:
         fail(f"cannot reach Kafka at {brokers}: is the broker running? (deploy/kafka.sh start; "
              "check --brokers / JPC_BROKERS)")
@@ -286,6 +298,30 @@ def watch(brokers: str, directory_path: Path | None, unit: str | None, as_json: 
         fail(str(exc))
     except KeyboardInterrupt:
         pass
+
+
+@main.command(context_settings=CONTEXT)
+@BROKERS_OPTION
+@DIRECTORY_OPTION
+@click.option("--pace", type=float, default=0.1, show_default=True,
+              help="Seconds of demo per minute of scenario time (the night of 24 January 2020).")
+@click.option("--linger", type=float, default=None, help="Stop this many seconds after the scenario is published "
+              "(default: run until Ctrl-C).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".cache/demo"), show_default=True,
+              help="Where the demo worker keeps its log and files.")
+def demo(brokers: str, directory_path: Path | None, pace: float, linger: float | None, data_dir: Path) -> None:
+    """Run the bus on a scenario from the seed document and show escalations as they arrive.
+
+    Needs a broker (make demo starts one). Provisions topics, starts a worker with the event clock,
+    publishes the scenario of New Year's Eve 2020 in Guangyuan and prints every escalation: what
+    happened, who it went to, who is on duty there and why. Ctrl-C stops it cleanly.
+    """
+    from agents.demo import run_demo
+
+    directory = directory_or_fail(directory_path)
+    with kafka_errors(brokers):
+        code = run_demo(brokers, directory, directory_path, data_dir, pace, linger)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

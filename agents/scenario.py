@@ -23,7 +23,9 @@ WATCHED_CHECKPOINTS = ("gy-rail", "gy-airport", "gy-east-toll", "qipanguan-g5", 
 
 # unit -> [(post, officer id, officer name)]; names are invented, phones are office lines.
 ROSTER: dict[str, list[tuple[str, str, str]]] = {
-    "hq-office": [("principal", "hq-01", "赵国华"), ("in_charge", "hq-02", "钱卫东"), ("duty_officer", "hq-03", "孙晓梅")],
+    "hq-office": [
+        ("principal", "hq-01", "赵国华"), ("in_charge", "hq-02", "钱卫东"), ("duty_officer", "hq-03", "孙晓梅"),
+    ],
     "health": [("principal", "wjw-01", "李明"), ("in_charge", "wjw-02", "周静"), ("duty_officer", "wjw-03", "吴磊")],
     "cdc": [("principal", "cdc-01", "郑宏"), ("in_charge", "cdc-02", "王芳")],
     "public-security": [("principal", "gaj-01", "冯军"), ("in_charge", "gaj-02", "陈刚")],

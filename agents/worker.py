@@ -210,7 +210,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         # Snapshot writes pick their changelog partition from producer metadata (use_partitioner, since
         # they happen after a batch, outside per-event iteration); fetch it once up front.
         await app.producer._ensure_producer().partitions_for(table.changelog_topic.get_topic_name())
-        restored = unpack(lambda key: table.get(key))
+        restored = unpack(table.get)
         if restored is None:
             runtime = EngineRuntime(Engine(directory, clock))
         else:

@@ -6,7 +6,8 @@ the bad entry (`units[4].parent: unknown unit 'lizhuo-hq'`), so a bad file never
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Hashable, Iterator, Mapping
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from schemas.escalation import RULES, SEVERITIES, Rule, Severity
+from schemas.versions import VersionOne
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -34,7 +36,15 @@ DEFAULT_ROUTES: dict[Rule, tuple[str, ...]] = {
     "duty_gap": ("$parent", "$root"),
     "checkpoint_silent": ("$checkpoint_unit", "transport"),
 }
+try:  # libyaml's parser when PyYAML was built with it: ten times faster, same documents
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+DEFAULT_ACK_MINUTES: dict[Severity, int] = {"I": 5, "II": 15, "III": 30, "IV": 60}
 DEFAULT_PATH = "guangyuan.yaml"
+# A mapping key written the way a path names it (`units[4].parent`); any other key is quoted.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
 class DirectoryError(ValueError):
@@ -72,7 +82,7 @@ PositiveMinutes = Annotated[int, Field(ge=1, le=7 * 24 * 60)]
 
 
 class Rules(_Entry):
-    fever_celsius: Annotated[float, Field(ge=35.0, le=42.0)] = 37.3
+    fever_celsius: Annotated[float, Field(ge=35.0, le=42.0, allow_inf_nan=False)] = 37.3
     high_risk_window_days: PositiveDays = 14
     contact_window_days: PositiveDays = 14
     cluster_min_cases: Annotated[int, Field(ge=2, le=10_000)] = 2
@@ -81,9 +91,7 @@ class Rules(_Entry):
     report_deadline_minutes: PositiveMinutes = 120
     checkpoint_silence_minutes: PositiveMinutes = 30
     duty_grace_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 0
-    ack_minutes: dict[Severity, PositiveMinutes] = Field(
-        default_factory=lambda: {"I": 5, "II": 15, "III": 30, "IV": 60}
-    )
+    ack_minutes: dict[Severity, PositiveMinutes] = Field(default_factory=lambda: dict(DEFAULT_ACK_MINUTES))
 
     @field_validator("ack_minutes")
     @classmethod
@@ -99,7 +107,7 @@ class Rules(_Entry):
 
 
 class Directory(_Entry):
-    version: Literal[1]
+    version: VersionOne
     name: Name
     timezone: Name
     regions: list[Region]
@@ -178,14 +186,19 @@ def load_directory(source: str | Path | None = None) -> Directory:
     else:
         try:
             text = Path(source).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DirectoryError(f"{source}: cannot read directory ({exc.__class__.__name__}: {exc})") from exc
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
+            problem = f"{exc.__class__.__name__}: {exc}"
+            raise DirectoryError(f"{source}: cannot read directory ({problem})") from None
     return parse_directory(text)
 
 
 def parse_directory(text: str) -> Directory:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a NUL, a lone surrogate)
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)  # libyaml: an int
+        raise DirectoryError(f"line {line}: not valid YAML ({exc.reason}: U+{char:04X})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
@@ -197,27 +210,61 @@ def parse_directory(text: str) -> Directory:
     try:
         directory = Directory.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        raise DirectoryError(f"{_path(first['loc'])}: {_message(first)}") from None
+        raise DirectoryError(_refusal(exc.errors(include_url=False, include_input=False)[0])) from None
     problems = list(_problems(directory))
     if problems:
         raise DirectoryError(problems[0])
     return directory
 
 
+class _UniqueKeyLoader(_SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last,
+    so a second `units:` section would quietly replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: list[Any] = []
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may be overridden by the keys written beside it
+            key = self.construct_object(key_node, deep=deep)
+            if any(key == other and type(key) is type(other) for other in seen):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.append(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _refusal(error: Any) -> str:
+    loc: tuple[Any, ...] = tuple(error["loc"])
+    kind = error["type"]
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if loc and loc[-1] == "[key]":  # a mapping key that is not one of the allowed ones
+        return f"{_path(loc[:-2])}: key {loc[-2]!r}: {msg}"
+    if kind == "invalid_key":
+        return f"{_path(loc[:-1])}: key {loc[-1]!r}: keys must be strings"
+    if kind == "extra_forbidden" and not _PLAIN_KEY.fullmatch(str(loc[-1])):
+        return f"{_path(loc[:-1])}: unknown field {loc[-1]!r}"
+    if kind == "missing":
+        msg = "required field missing"
+    elif kind == "extra_forbidden":
+        msg = "unknown field"
+    return f"{_path(loc)}: {msg}"
+
+
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for step in loc:
-        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+        if isinstance(step, int):
+            out += f"[{step}]"
+        elif _PLAIN_KEY.fullmatch(str(step)):
+            out += f".{step}" if out else str(step)
+        else:
+            out += f"[{str(step)!r}]" if out else f"(file)[{str(step)!r}]"
     return out or "(file)"
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "missing":
-        return "required field missing"
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _problems(d: Directory) -> Iterator[str]:
@@ -245,7 +292,8 @@ def _problems(d: Directory) -> Iterator[str]:
     for i, unit in enumerate(d.units):
         if unit.level == "county" and unit.region is not None:
             if unit.region in hq_seen:
-                yield f"units[{i}].region: region {unit.region!r} already has a county HQ (units[{hq_seen[unit.region]}])"
+                first = hq_seen[unit.region]
+                yield f"units[{i}].region: region {unit.region!r} already has a county HQ (units[{first}])"
             hq_seen.setdefault(unit.region, i)
     for i, cp in enumerate(d.checkpoints):
         if cp.region not in regions:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import orjson
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 Severity = Literal["I", "II", "III", "IV"]

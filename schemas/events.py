@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from schemas.personal_data import refuse_personal_data
 from schemas.times import EventTime
+from schemas.versions import VersionOne
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Text = Annotated[str, StringConstraints(max_length=256)]
@@ -27,7 +28,7 @@ class WireModel(BaseModel):
 
 class Envelope(WireModel):
     event_id: EventId
-    schema_version: Literal[1]
+    schema_version: VersionOne
     source_unit: Id
     occurred_at: EventTime
     reported_at: EventTime | None = None
@@ -45,7 +46,9 @@ class Envelope(WireModel):
         return self.reported_at if self.reported_at is not None else self.occurred_at
 
 
-CaseStatus = Literal["suspected", "confirmed", "asymptomatic", "close_contact", "excluded", "recovered", "deceased"]
+CaseStatus = Literal[
+    "suspected", "confirmed", "asymptomatic", "close_contact", "excluded", "recovered", "deceased"
+]
 
 
 class Travel(WireModel):
@@ -99,7 +102,7 @@ class DutyShift(Envelope):
     post: Post
     officer_id: Id
     officer_name: GuardedText
-    phone: Annotated[str, StringConstraints(max_length=64)]
+    phone: Text  # a duty contact: not guarded, a mobile number is expected here
     shift_start: EventTime
     shift_end: EventTime
     status: Literal["scheduled", "cancelled"]

@@ -28,6 +28,7 @@ def export(directory: Path) -> list[Path]:
     written = []
     for name, schema in schemas().items():
         path = directory / f"{name}.schema.json"
-        path.write_text(json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        text = json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True)
+        path.write_text(text + "\n", encoding="utf-8")
         written.append(path)
     return written

@@ -39,6 +39,10 @@ def make_app(settings: Settings) -> faust.App:
         producer_request_timeout=settings.request_timeout_s,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # A worker killed with -9 holds its partitions until its session expires: keep that short so a
+        # restarted worker (or a standby) takes over within seconds, not Faust's default minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
         topic_allow_declare=False,  # we provision every topic ourselves (jpc topics create)
         topic_disable_leader=True,
         topic_partitions=1,

@@ -37,8 +37,9 @@ def configure(fmt: str = "auto", level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Faust, mode and aiokafka log through the standard library: keep them to warnings on stderr.
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    # Faust, mode and aiokafka log through the standard library: warnings only, unless debugging.
+    library_level = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    logging.basicConfig(stream=sys.stderr, level=library_level, format="%(levelname)s %(name)s %(message)s")
 
 
 def get_logger(component: str) -> structlog.stdlib.BoundLogger:

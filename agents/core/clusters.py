@@ -85,6 +85,11 @@ class ClusterWatch:
         if cluster is None or cluster.members.pop(case_id, None) is None:
             return []
         cluster.evidence.append(evidence)
+        if cluster.members:
+            # The window runs from the latest case still in the cluster: an excluded case was never a
+            # case, so it must not keep stretching the window (contract §3: "within cluster_window_days
+            # of its latest case").
+            cluster.latest = max(m.occurred_at for m in cluster.members.values())
         return self._state(d, key, cluster)
 
     def _state(self, d: Directory, key: tuple[str, str], cluster: Cluster) -> list[Action]:

@@ -32,18 +32,23 @@ class DutyWatch:
                   at: datetime) -> list[Action]:
         actions: list[Action] = []
         for post in WATCHED_POSTS:
-            actions += self.check(d, roster, timers, unit_id, post, at, fired=False)
+            actions += self.check(d, roster, timers, unit_id, post, at=at, fired=False)
         return actions
 
-    def on_timer(self, d: Directory, roster: DutyRoster, timers: TimerQueue, key: str,
-                 due: datetime) -> list[Action]:
+    def on_timer(self, d: Directory, roster: DutyRoster, timers: TimerQueue, key: str, *,
+                 due: datetime, kind: TimerKind) -> list[Action]:
         unit_id, post = key.split(SEP)
-        if self._scheduled.get(key, (None,))[0] == due:
+        if self._scheduled.get(key) == (due, kind):
             del self._scheduled[key]
-        return self.check(d, roster, timers, unit_id, post, due, fired=True)  # type: ignore[arg-type]
+        # Only a "duty" timer is strict (held until the clock is strictly past its due time), so only it
+        # may open a gap whose start + grace is exactly its due time. A "cover" timer fires with the clock
+        # at its due time; if the roster changed meanwhile and a gap starts right then, escalating now
+        # would be at, not strictly past, gap start + grace (contract §3): check() schedules a duty timer.
+        return self.check(d, roster, timers, unit_id, post, at=due,  # type: ignore[arg-type]
+                          fired=kind == "duty")
 
-    def check(self, d: Directory, roster: DutyRoster, timers: TimerQueue, unit_id: str, post: Post,
-              at: datetime, *, fired: bool) -> list[Action]:
+    def check(self, d: Directory, roster: DutyRoster, timers: TimerQueue, unit_id: str, post: Post, *,
+              at: datetime, fired: bool) -> list[Action]:
         unit = d.unit_by_id.get(unit_id)
         watch_start = roster.watch_start.get(unit_id)
         if unit is None or not unit.duty_required or watch_start is None:
@@ -65,10 +70,14 @@ class DutyWatch:
         if at > due or (fired and at == due):
             finding = _finding(d, roster, unit_id, post, gap_start)
             previous = self.open_gaps.get(key)
-            if previous is not None and previous != finding.escalation_id:
-                actions.append(Resolve(previous))
-            self.open_gaps[key] = finding.escalation_id
-            actions.append(finding)
+            if previous != finding.escalation_id:
+                if previous is not None:
+                    actions.append(Resolve(previous))
+                self.open_gaps[key] = finding.escalation_id
+                # Raised once per gap. Raising a gap that is still open again adds nothing, and once the
+                # book has forgotten an escalation that was acknowledged long ago it would restart it at
+                # revision 1 under the same id (readers drop a revision number they have seen).
+                actions.append(finding)
             if nxt is not None:
                 self._schedule(timers, key, nxt, "cover")
         else:
@@ -83,7 +92,9 @@ class DutyWatch:
 
 def _latest_evidence(roster: DutyRoster, unit_id: str) -> Evidence | None:
     shifts = roster.shifts(unit_id)
-    return max(shifts, key=lambda s: (s.evidence.occurred_at, s.evidence.event_id)).evidence if shifts else None
+    if not shifts:
+        return None
+    return max(shifts, key=lambda s: (s.evidence.occurred_at, s.evidence.event_id)).evidence
 
 
 def _finding(d: Directory, roster: DutyRoster, unit_id: str, post: Post, gap_start: datetime) -> Finding:

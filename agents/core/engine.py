@@ -19,10 +19,10 @@ from agents.core import cases, screening
 from agents.core.clusters import ClusterWatch
 from agents.core.contacts import ContactIndex
 from agents.core.duty import DutyWatch
-from agents.core.ladder import Action, AckRefused, EscalationBook, Finding, Resolve
+from agents.core.ladder import AckRefused, Action, EscalationBook, Finding, Resolve
 from agents.core.roster import DutyRoster
 from agents.core.silence import SilenceWatch
-from agents.core.timers import TimerQueue
+from agents.core.timers import TimerKind, TimerQueue
 from schemas.directory import Directory
 from schemas.escalation import Escalation, Evidence
 from schemas.events import (
@@ -103,7 +103,8 @@ class Engine:
         if refusal is not None:
             self.counters["dead_letters"] += 1
             return Outcome(refused=refusal)
-        fingerprint = hashlib.blake2b(event.model_dump_json(exclude_unset=True).encode(), digest_size=16).digest()
+        content = event.model_dump_json(exclude_unset=True).encode()
+        fingerprint = hashlib.blake2b(content, digest_size=16).digest()
         key = (event.source_unit, event.event_id)
         seen = self.state.seen.get(key)
         if seen is not None:
@@ -113,7 +114,11 @@ class Engine:
             self.counters["dead_letters"] += 1
             return Outcome(refused=("event_id", "event_id: conflicting duplicate: this source_unit already "
                                                 "sent this event_id with different content"))
-        self.state.seen[key] = (fingerprint, event.occurred_at)
+        # Remembered from when the bus saw it (the engine clock), not from when it occurred: a report that
+        # arrives weeks late must still be recognised when its producer retries it (contract §3, Duplicates).
+        clock = self.state.clock
+        seen_at = event.occurred_at if clock is None else max(clock, event.occurred_at)
+        self.state.seen[key] = (fingerprint, seen_at)
         self.counters[f"events.{event.kind}"] += 1
         now = event.occurred_at if self.mode == "event" else (received_at or event.occurred_at)
         outcome = Outcome(revisions=self.advance(now))
@@ -123,6 +128,10 @@ class Engine:
         try:
             actions = self._apply(event, evidence, at)
         except AckRefused as refused:
+            # Dead-lettered, so not processed (contract §1): forget its key, or the unit's corrected resend
+            # under the same event_id would be refused as a conflicting duplicate, and a resend of the
+            # same ack once its escalation exists would be ignored as a duplicate.
+            del self.state.seen[key]
             self.counters["dead_letters"] += 1
             outcome.refused = (refused.field, str(refused))
             return outcome
@@ -148,7 +157,8 @@ class Engine:
         d = self.directory
         if event.source_unit not in d.unit_by_id:
             return "source_unit", f"source_unit: unknown unit {event.source_unit!r}"
-        if self.mode == "wall" and received_at is not None and event.occurred_at > received_at + MAX_AHEAD_OF_WALL:
+        if (self.mode == "wall" and received_at is not None
+                and event.occurred_at > received_at + MAX_AHEAD_OF_WALL):
             return "occurred_at", "occurred_at: more than 10 minutes ahead of the wall clock"
         match event:
             case CaseReport() if event.region not in d.region_by_id:
@@ -173,7 +183,8 @@ class Engine:
         actions: list[Action | Escalation] = []
         match event:
             case CaseReport():
-                for finding in (cases.imported_case(d, event, evidence), cases.late_report(d, event, evidence)):
+                for rule in (cases.imported_case, cases.late_report):
+                    finding = rule(d, event, evidence)
                     if finding is not None:
                         actions.append(finding)
                 actions += s.clusters.on_report(d, event, evidence)
@@ -194,14 +205,14 @@ class Engine:
                 return [revision] if revision is not None else []
         return actions
 
-    def _fire(self, kind: str, key: str, due: datetime) -> list[Escalation]:
+    def _fire(self, kind: TimerKind, key: str, due: datetime) -> list[Escalation]:
         d, s = self.directory, self.state
         if kind == "ack":
             revision = self.book.on_deadline(key, due)
             return [revision] if revision is not None else []
         if kind == "silence":
             return self._carry_out(s.silence.on_timer(d, key, due), due)
-        return self._carry_out(s.duty.on_timer(d, s.roster, s.timers, key, due), due)
+        return self._carry_out(s.duty.on_timer(d, s.roster, s.timers, key, due=due, kind=kind), due)
 
     def _carry_out(self, actions: Sequence[Action | Escalation], at: datetime) -> list[Escalation]:
         revisions: list[Escalation] = []

@@ -162,7 +162,7 @@ class EscalationBook:
         return tracked
 
     def _absorb(self, tracked: Tracked, finding: Finding) -> bool:
-        before = (tracked.severity, tracked.title, tracked.summary, len(tracked.evidence), len(tracked.routed_to))
+        before = _looks(tracked)
         if finding.exact_severity or SEVERITIES.index(finding.severity) < SEVERITIES.index(tracked.severity):
             tracked.severity = finding.severity
         tracked.title, tracked.summary = finding.title, finding.summary
@@ -170,8 +170,7 @@ class EscalationBook:
         for unit in resolve_targets(self.directory, finding.rule, finding.ctx, finding.extra_targets):
             if unit not in tracked.routed_to:
                 tracked.routed_to.append(unit)
-        after = (tracked.severity, tracked.title, tracked.summary, len(tracked.evidence), len(tracked.routed_to))
-        return before != after
+        return _looks(tracked) != before
 
     @staticmethod
     def _add_evidence(tracked: Tracked, evidence: list[Evidence]) -> None:
@@ -219,6 +218,11 @@ class EscalationBook:
             ack_deadline=tracked.ack_deadline.astimezone(zone),
             acked_by=dict(tracked.acked_by),
         )
+
+
+def _looks(tracked: Tracked) -> tuple[str, str, str, int, int]:
+    """What a reader of the escalation would see change (evidence and routes only ever grow)."""
+    return (tracked.severity, tracked.title, tracked.summary, len(tracked.evidence), len(tracked.routed_to))
 
 
 @dataclass(frozen=True, slots=True)

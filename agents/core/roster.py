@@ -65,9 +65,19 @@ class DutyRoster:
         return merged
 
     def evict(self, before: datetime) -> None:
-        """Forget shifts that ended before `before` (the watch start is kept: it is one time per unit)."""
+        """Forget shifts that ended before `before` (the watch start is kept: it is one time per unit).
+
+        The last shift to end of each post is kept however old: it says when that post's coverage ended,
+        which is where a gap that is still open began. Forgetting it would move the gap's start back to
+        the watch start, resolving the real gap and opening a false one (a unit unstaffed for weeks)."""
         for unit_id in list(self._shifts):
-            kept = {k: s for k, s in self._shifts[unit_id].items() if s.end >= before}
+            shifts = self._shifts[unit_id]
+            last: dict[Post, str] = {}
+            for key, s in shifts.items():
+                if not s.cancelled and (s.post not in last or s.end > shifts[last[s.post]].end):
+                    last[s.post] = key
+            keep = set(last.values())
+            kept = {k: s for k, s in shifts.items() if s.end >= before or k in keep}
             if kept:
                 self._shifts[unit_id] = kept
             else:

@@ -50,7 +50,8 @@ class SilenceWatch:
         finding = Finding(
             rule="checkpoint_silent", subject={"checkpoint_id": checkpoint_id, "silent_since": since},
             severity="III", region=checkpoint.region, title=title, summary=summary,
-            evidence=[known.evidence], ctx=RouteContext(region=checkpoint.region, checkpoint_unit=checkpoint.unit),
+            evidence=[known.evidence],
+            ctx=RouteContext(region=checkpoint.region, checkpoint_unit=checkpoint.unit),
         )
         self.open_silences[checkpoint_id] = finding.escalation_id
         return [finding]

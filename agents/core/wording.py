@@ -15,12 +15,14 @@ def fever(checkpoint: str, temperature: float, origin: str | None, high_risk: bo
     title = f"{checkpoint}发现发热人员（{temperature:.1f}℃）"
     if high_risk:
         title += f"，来自高风险地区{origin}"
-    return title, f"{checkpoint}体温筛查发现体温{temperature:.1f}℃人员" + (f"，来自{origin}" if origin else "")
+    summary = f"{checkpoint}体温筛查发现体温{temperature:.1f}℃人员" + (f"，来自{origin}" if origin else "")
+    return title, summary
 
 
 def arrival(checkpoint: str, origin: str, destination: str) -> tuple[str, str]:
     return (f"{checkpoint}：高风险地区（{origin}）来人入境",
-            f"{checkpoint}登记来自{origin}的入境人员，无发热，目的地{destination or '未填报'}，请落实排查与居家观察")
+            f"{checkpoint}登记来自{origin}的入境人员，无发热，目的地{destination or '未填报'}，"
+            "请落实排查与居家观察")
 
 
 def imported(region: str, status: str, origin: str, left: str) -> tuple[str, str]:
