@@ -21,6 +21,7 @@ from tests.builders import (
     at,
     case,
     expected_id,
+    guangyuan,
     heartbeat,
     shift,
     small_directory,
@@ -669,3 +670,40 @@ def test_wall_mode_clock_is_the_receipt_time() -> None:
     assert engine.clock == at(45)
     # The deadline runs from the routing time (receipt), not from when the fever was measured.
     assert revs[0].ack_deadline == at(105)
+
+
+# ---- the shipped directory ------------------------------------------------------------------------------
+
+def test_guangyuan_fallback_and_ladder_for_a_street() -> None:
+    run = Run(guangyuan())
+    run.feed(on_duty("lizhou-hq", "lz-01"), on_duty("hq-office", "hq-01"))
+    run.feed(alert("p-1", checkpoint="gy-east-toll", temperature=38.0, source="transport"))
+    opened = run.only("fever_at_checkpoint")
+    # lizhou-hq holds the toll station and has somebody on duty; health has nobody: the HQ office covers it.
+    assert opened.routed_to == ["lizhou-hq", "health", "hq-office"]
+    assert opened.fallback == {"health": "hq-office"}
+    assert opened.assignees == {"lizhou-hq": ["lz-01"], "health": [], "hq-office": ["hq-01"]}
+    run.feed(ack(opened.escalation_id, "lizhou-hq", "lz-01", occurred=at(10)))
+    assert fevers(run.advance(at(60))) == []  # health is covered by no one yet, but its parent is routed
+    (acked,) = run.feed(ack(opened.escalation_id, "hq-office", "hq-01", occurred=at(61)))
+    assert acked.status == "acknowledged"
+
+
+def test_guangyuan_scenario_acks_name_escalations_the_engine_opens() -> None:
+    # The demo computes its ack ids from subjects in advance; they must be the ids the engine gives.
+    from agents.scenario import lines as scenario_lines
+
+    produced: set[str] = set()
+    acked: set[str] = set()
+    engine = Engine(guangyuan())
+    for raw in scenario_lines():
+        event = decode_event(raw)
+        if isinstance(event, Refusal):
+            continue
+        outcome = engine.process(event)
+        if event.kind == "escalation_ack":
+            acked.add(event.escalation_id)
+            assert outcome.refused is None, outcome.refused
+        produced |= {r.escalation_id for r in outcome.revisions}
+    assert len(acked) >= 5
+    assert acked <= produced
