@@ -75,9 +75,9 @@ async def _publish(bootstrap: list[str], pace_s_per_minute: float) -> tuple[int,
     return published, refused
 
 
-async def _run(bootstrap: list[str], directory: Directory, pace: float, linger_s: float | None) -> list[Escalation]:
+async def _run(bootstrap: list[str], directory: Directory, pace: float, linger_s: float | None,
+               shown: list[Escalation]) -> None:
     ready, stop = asyncio.Event(), asyncio.Event()
-    shown: list[Escalation] = []
     watcher = asyncio.create_task(_watch(bootstrap, directory, ready, stop, shown))
     await ready.wait()
     published, refused = await _publish(bootstrap, pace)
@@ -91,7 +91,6 @@ async def _run(bootstrap: list[str], directory: Directory, pace: float, linger_s
     finally:
         stop.set()
         await watcher
-    return shown
 
 
 def run_demo(brokers: str, directory: Directory, directory_path: Path | None, data_dir: Path, pace: float,
@@ -111,9 +110,9 @@ def run_demo(brokers: str, directory: Directory, directory_path: Path | None, da
                                    "--data-dir", str(data_dir / app_id)], stdout=log, stderr=subprocess.STDOUT)
     click.secho(f"-- worker {app_id} started (pid {worker.pid}, log {log_path}); "
                 "24 January 2020, New Year's Eve, Guangyuan --", bold=True)
-    shown: list[Escalation] = []
+    shown: list[Escalation] = []  # filled as revisions arrive, so Ctrl-C still reports them
     try:
-        shown = asyncio.run(_run(brokers.split(","), directory, pace, linger_s))
+        asyncio.run(_run(brokers.split(","), directory, pace, linger_s, shown))
     except KeyboardInterrupt:
         pass
     finally:

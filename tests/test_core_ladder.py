@@ -528,9 +528,6 @@ def test_duplicate_forgotten_after_the_longest_window() -> None:
     assert (outcome.duplicate, outcome.refused) == (False, None)
 
 
-@pytest.mark.xfail(strict=True, reason="open issue: the escalation book forgets escalations that are over "
-                   "after 2x the longest window; a later finding for the same subject starts again at "
-                   "revision 1")
 def test_escalation_forgotten_by_eviction_never_restarts_at_revision_one() -> None:
     run = Run()
     (opened,) = run.feed(case("c-1", "suspected", travel=[("hubei-wuhan", T0)]))
@@ -707,3 +704,17 @@ def test_guangyuan_scenario_acks_name_escalations_the_engine_opens() -> None:
         produced |= {r.escalation_id for r in outcome.revisions}
     assert len(acked) >= 5
     assert acked <= produced
+
+
+def test_evicted_escalation_continues_its_numbering_when_the_condition_returns() -> None:
+    run = Run()
+    (opened,) = run.feed(case("c-1", "suspected", travel=[("hubei-wuhan", T0)]))
+    run.advance(at(31))  # the ladder adds the root, whose acknowledgement covers every routed unit
+    acked = run.feed(ack(opened.escalation_id, "hq-office", occurred=at(40)))
+    assert acked[-1].status == "acknowledged"
+    run.advance(at(days=40))  # acknowledged, untouched for more than twice the longest window: evicted
+    assert opened.escalation_id not in run.engine.book.escalations
+    late = [r for r in run.feed(case("c-1", "confirmed", travel=[("hubei-wuhan", at(days=39))],
+                                     occurred=at(days=40))) if r.escalation_id == opened.escalation_id]
+    assert [r.revision for r in late] == [max(r.revision for r in run.revisions
+                                              if r.escalation_id == opened.escalation_id and r not in late) + 1]

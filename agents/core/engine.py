@@ -79,13 +79,13 @@ class Engine:
 
     # ---- persistence (the live worker keeps this in a changelog-backed table) ----
     def snapshot(self) -> bytes:
-        return pickle.dumps((self.state, self.book.escalations), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((self.state, self.book.escalations, self.book.forgotten), protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def restore(cls, directory: Directory, blob: bytes, clock: ClockMode = "event") -> Engine:
         engine = cls(directory, clock)
-        engine.state, escalations = pickle.loads(blob)  # our own snapshot, never foreign bytes
-        engine.book = EscalationBook(directory, engine.state.roster, engine.state.timers, escalations)
+        engine.state, escalations, forgotten = pickle.loads(blob)  # our own snapshot, never foreign bytes
+        engine.book = EscalationBook(directory, engine.state.roster, engine.state.timers, escalations, forgotten)
         return engine
 
     @property

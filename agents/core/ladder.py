@@ -61,6 +61,20 @@ class Tracked:
     final: bool = False  # resolved by an officer: nothing reopens it
 
 
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What is kept of an escalation evicted from memory."""
+
+    revision: int
+    step: int
+    final: bool
+    updated_at: datetime
+
+
+# As long as the escalation topics keep revisions (streams.topics: 90 days' retention).
+FORGET_AFTER = timedelta(days=90)
+
+
 class AckRefused(ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(reason)
@@ -73,13 +87,20 @@ class EscalationBook:
     roster: DutyRoster
     timers: TimerQueue
     escalations: dict[str, Tracked] = field(default_factory=dict)
+    forgotten: dict[str, Forgotten] = field(default_factory=dict)
 
     # ---- rules report here ----
     def raise_finding(self, finding: Finding, at: datetime) -> Escalation | None:
         esc_id = finding.escalation_id
         tracked = self.escalations.get(esc_id)
         if tracked is None:
+            past = self.forgotten.pop(esc_id, None)
+            if past is not None and past.final:
+                self.forgotten[esc_id] = past
+                return None  # an officer ended it: nothing reopens it, however late the news
             tracked = self._open(esc_id, finding, at)
+            if past is not None:  # carry on its numbering: readers drop revisions they have seen
+                tracked.revision, tracked.step = past.revision, past.step
             return self._revise(tracked, at)
         if tracked.final:
             return None
@@ -103,6 +124,8 @@ class EscalationBook:
     # ---- duty officers ----
     def acknowledge(self, ack: EscalationAck, at: datetime) -> Escalation | None:
         tracked = self.escalations.get(ack.escalation_id)
+        if tracked is None and ack.escalation_id in self.forgotten:
+            return None  # over long ago: as an ack on a resolved escalation, ignored
         if tracked is None:
             raise AckRefused("escalation_id", f"escalation_id: unknown escalation {ack.escalation_id!r}")
         if tracked.resolved:
@@ -139,14 +162,23 @@ class EscalationBook:
         return self._revise(tracked, due)
 
     def evict(self, before: datetime) -> None:
-        """Drop escalations that are over (or acknowledged) and untouched since `before`."""
+        """Drop escalations that are over (or acknowledged) and untouched since `before`, keeping a
+        small tombstone so that a late finding continues the numbering and a final resolve stays final;
+        tombstones go once the escalation topics no longer hold the revisions they stand for."""
         for esc_id in [k for k, t in self.escalations.items()
                        if t.updated_at < before and self._status(t) != "open"]:
-            del self.escalations[esc_id]
+            t = self.escalations.pop(esc_id)
+            self.forgotten[esc_id] = Forgotten(t.revision, t.step, t.final, t.updated_at)
+        horizon = before - FORGET_AFTER
+        for esc_id in [k for k, f in self.forgotten.items() if f.updated_at < horizon]:
+            del self.forgotten[esc_id]
 
     def status(self, esc_id: str) -> Status | None:
         tracked = self.escalations.get(esc_id)
-        return self._status(tracked) if tracked else None
+        if tracked is None:
+            past = self.forgotten.get(esc_id)
+            return None if past is None else ("resolved" if past.final else "acknowledged")
+        return self._status(tracked)
 
     # ---- internals ----
     def _open(self, esc_id: str, finding: Finding, at: datetime) -> Tracked:
