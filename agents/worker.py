@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ import faust
 import orjson
 
 from agents.core.engine import ClockMode, Engine, Source
-from agents.snapshots import pack, unpack
+from agents.snapshots import META, pack, unpack
 from schemas.codec import Refusal, decode_event
 from schemas.dead_letter import DeadLetter
 from schemas.directory import Directory
@@ -130,6 +131,21 @@ class ReorderBuffer:
         return len(self._heap)
 
 
+def snapshot_offset(get: Callable[[str], bytes | None]) -> int:
+    meta = get(META)
+    return int(orjson.loads(meta)["applied_offset"]) if meta else -1
+
+
+def restore_runtime(directory: Directory, clock: ClockMode, get: Callable[[str], bytes | None]) -> EngineRuntime:
+    restored = unpack(get)
+    if restored is None:
+        return EngineRuntime(Engine(directory, clock))
+    blob, applied = restored
+    runtime = EngineRuntime(Engine.restore(directory, blob, clock), applied)
+    log.info("engine restored", applied_offset=applied, clock=str(runtime.engine.clock))
+    return runtime
+
+
 def apply_intake(runtime: EngineRuntime, offset: int, value: bytes) -> list[Output]:
     """The engine stage for one intake record."""
     if offset <= runtime.applied_offset:
@@ -210,14 +226,13 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         # Snapshot writes pick their changelog partition from producer metadata (use_partitioner, since
         # they happen after a batch, outside per-event iteration); fetch it once up front.
         await app.producer._ensure_producer().partitions_for(table.changelog_topic.get_topic_name())
-        restored = unpack(table.get)
-        if restored is None:
-            runtime = EngineRuntime(Engine(directory, clock))
-        else:
-            blob, applied = restored
-            runtime = EngineRuntime(Engine.restore(directory, blob, clock), applied)
-            log.info("engine restored", applied_offset=applied, clock=str(runtime.engine.clock))
+        runtime: EngineRuntime | None = None
         async for batch in stream.take_events(1000, within=0.05):
+            # Restore here, not before the loop: the agent body starts before Faust has recovered the
+            # table from its changelog, and events flow only once recovery is complete. Checking on
+            # every batch also picks up state another worker advanced while it held the partition.
+            if runtime is None or snapshot_offset(table.get) > runtime.applied_offset:
+                runtime = restore_runtime(directory, clock, table.get)
             outputs: list[Output] = []
             for event in batch:
                 outputs += apply_intake(runtime, event.message.offset, event.value)
