@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
 import click
 
-from schemas.directory import Directory, DirectoryError, load_directory
-
-if TYPE_CHECKING:
-    from streams.settings import Settings
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-DIRECTORY_OPTION = click.option(
-    "--directory", "directory_path", type=click.Path(path_type=Path), envvar="JPC_DIRECTORY",
-    help="Directory YAML (command tree, checkpoints, routes, thresholds). Default: the shipped Guangyuan "
-         "directory. [env: JPC_DIRECTORY]",
+from agents import member_cli, officer_cli, ops_cli
+from agents.cli_common import (
+    BROKERS_OPTION,
+    CONTEXT,
+    DIRECTORY_OPTION,
+    directory_or_fail,
+    fail,
+    kafka_errors,
+    parse_time,
+    run_async,
+    settings_from,
 )
-
-
-def fail(message: str) -> NoReturn:
-    """One line on stderr and exit 2: for bad input a person can fix, never a traceback."""
-    click.echo(f"jpc: {message}", err=True)
-    sys.exit(2)
-
-
-def directory_or_fail(path: Path | None) -> Directory:
-    try:
-        return load_directory(path)
-    except DirectoryError as exc:
-        fail(f"directory refused: {exc}")
-
-
-def parse_time(value: str, option: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"{option}: {value!r} is not an RFC 3339 time (e.g. 2020-01-25T08:00:00+08:00)")
-    if parsed.tzinfo is None:
-        fail(f"{option}: {value!r} has no offset; add one, e.g. +08:00")
-    return parsed
 
 
 @click.group(context_settings=CONTEXT)
@@ -102,62 +77,6 @@ def replay(directory_path: Path | None, events: Path, until: str | None, dead_le
         click.echo(f"jpc replay: {report.lines} lines, {report.revisions} revisions of "
                    f"{len(report.escalations)} escalations, {report.dead_letters} dead letters, "
                    f"{report.duplicates} duplicates ignored", err=True)
-
-
-@main.group(context_settings=CONTEXT)
-def schemas() -> None:
-    """The wire contract as machine-readable documents."""
-
-
-@schemas.command("export", context_settings=CONTEXT)
-@click.argument("out_dir", metavar="DIR", type=click.Path(path_type=Path))
-def schemas_export(out_dir: Path) -> None:
-    """Write one JSON Schema (draft 2020-12) per event kind, plus escalation and dead letter, into DIR."""
-    from schemas.export import export
-
-    try:
-        written = export(out_dir)
-    except OSError as exc:
-        fail(f"cannot write to {out_dir}: {exc.strerror or exc}")
-    for path in written:
-        click.echo(str(path))
-
-
-BROKERS_OPTION = click.option(
-    "--brokers", envvar="JPC_BROKERS", default="127.0.0.1:9092", show_default=True,
-    help="Kafka bootstrap servers, comma-separated. [env: JPC_BROKERS]",
-)
-
-
-def settings_from(**overrides: Any) -> Settings:
-    from streams.settings import Settings
-
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def run_async(coro: Any, brokers: str) -> Any:
-    """Run a coroutine; a broker that cannot be reached is one line, not a traceback."""
-    import asyncio
-
-    with kafka_errors(brokers):
-        return asyncio.run(coro)
-
-
-@contextlib.contextmanager
-def kafka_errors(brokers: str) -> Iterator[None]:
-    import logging
-
-    from aiokafka.errors import KafkaConnectionError, KafkaError
-
-    # aiokafka logs each failed connection attempt; the one line below says it better.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        yield
-    except KafkaConnectionError:
-        fail(f"cannot reach Kafka at {brokers}: is the broker running? (deploy/kafka.sh start; "
-             "check --brokers / JPC_BROKERS)")
-    except KafkaError as exc:
-        fail(f"Kafka at {brokers} refused: {exc.__class__.__name__}: {exc}")
 
 
 @main.group(context_settings=CONTEXT)
@@ -237,71 +156,6 @@ def worker(brokers: str, directory_path: Path | None, clock: str, app_id: str, d
 
 @main.command(context_settings=CONTEXT)
 @BROKERS_OPTION
-@click.argument("file", metavar="FILE|-", type=click.Path(path_type=Path, allow_dash=True))
-def publish(brokers: str, file: Path) -> None:
-    """Validate each line of FILE (JSON lines; - for stdin) and publish it to its kind's topic.
-
-    Refused lines are listed with their number and reason and are not sent. Exit status: 0 when
-    every line was published, 1 when some were refused, 2 when nothing could be done.
-    """
-    from agents.publishing import publish_lines
-
-    try:
-        source: Any = sys.stdin.buffer if str(file) == "-" else file.open("rb")
-    except OSError as exc:
-        fail(f"cannot read {file}: {exc.strerror or exc}")
-    with source:
-        report = run_async(publish_lines(brokers.split(","), source, progress=sys.stderr.isatty()), brokers)
-    for line_no, reason in report.refused:
-        click.echo(f"line {line_no}: {reason}", err=True)
-    click.echo(f"published {report.accepted}, refused {len(report.refused)}", err=True)
-    sys.exit(1 if report.refused else 0)
-
-
-@main.command(context_settings=CONTEXT)
-@BROKERS_OPTION
-@DIRECTORY_OPTION
-@click.option("--unit", "-u", envvar="JPC_UNIT", help="Your unit: shows jpc.escalations.<unit> and reads it as "
-              "the duty group jpc.duty.<unit>. Without it: every escalation. [env: JPC_UNIT]")
-@click.option("--json", "as_json", is_flag=True, help="Print revisions as JSON lines.")
-@click.option("--from-beginning", is_flag=True, help="Start at the oldest revision kept, not at new ones.")
-@click.option("--exit-at-end", is_flag=True, help="Stop once the revisions present at start are shown.")
-def watch(brokers: str, directory_path: Path | None, unit: str | None, as_json: bool, from_beginning: bool,
-          exit_at_end: bool) -> None:
-    """A duty officer's live view of escalations: severity, title, why, who is on duty, time left.
-
-    Each revision is shown once even if it is delivered twice. Stop with Ctrl-C.
-    """
-    from agents.views import render
-    from agents.watching import revisions
-    from schemas.escalation import revision_json
-    from streams.topics import ESCALATIONS, unit_topic
-
-    directory = directory_or_fail(directory_path)
-    if unit is not None and unit not in directory.unit_by_id:
-        fail(f"--unit: unknown unit {unit!r} in directory {directory.name}")
-    topic = unit_topic(unit) if unit else ESCALATIONS
-    group = f"jpc.duty.{unit}" if unit else None
-
-    async def show() -> None:
-        async for revision in revisions(brokers.split(","), topic, group, from_beginning or group is not None,
-                                        stop_at_end=exit_at_end):
-            if as_json:
-                sys.stdout.buffer.write(revision_json(revision) + b"\n")
-                sys.stdout.flush()
-            else:
-                click.echo(render(revision, directory, now=revision.updated_at, colour=sys.stdout.isatty()) + "\n")
-
-    try:
-        run_async(show(), brokers)
-    except LookupError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        pass
-
-
-@main.command(context_settings=CONTEXT)
-@BROKERS_OPTION
 @DIRECTORY_OPTION
 @click.option("--pace", type=float, default=0.1, show_default=True,
               help="Seconds of demo per minute of scenario time (the night of 24 January 2020).")
@@ -322,6 +176,12 @@ def demo(brokers: str, directory_path: Path | None, pace: float, linger: float |
     with kafka_errors(brokers):
         code = run_demo(brokers, directory, directory_path, data_dir, pace, linger)
     sys.exit(code)
+
+
+# Commands for each kind of user live in their own modules (member units, duty officers, the ops team).
+for module in (member_cli, officer_cli, ops_cli):
+    for command in module.COMMANDS:
+        main.add_command(command)
 
 
 if __name__ == "__main__":
