@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export JPC_BROKERS ?= 127.0.0.1:9092
 
-.PHONY: setup jars broker broker-stop demo test test-core lint replay-demo clean
+.PHONY: setup jars broker broker-stop demo test test-core lint replay-demo clean bench bench-quick
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+)"; exit 2; }
@@ -41,6 +41,12 @@ test-core: setup  ## the pure tiers only (no broker)
 
 test: setup jars lint  ## everything: lint, types, core, broker and end-to-end tests (they start their own brokers)
 	$(BIN)/pytest -q
+
+bench: setup jars  ## the benchmark: core, Kafka's limit, live worker, latency, memory, recovery (~20 min; bench-out/)
+	$(BIN)/python -m bench
+
+bench-quick: setup jars  ## the same, small, in about a minute (CI runs it: tests/test_bench_quick.py)
+	$(BIN)/python -m bench --quick
 
 clean:
 	bash deploy/kafka.sh stop || true

@@ -44,3 +44,27 @@ def render(r: Escalation, d: Directory, now: datetime | None = None, colour: boo
     more = f" (+{len(r.evidence) - 5} earlier)" if len(r.evidence) > 5 else ""
     lines.append(f"  evidence: {evidence}{more}")
     return "\n".join(lines)
+
+
+BOARD_HEADER = f"{'AGE':<7} {'SEV':<4} {'STATUS':<13} {'STEP':<4} {'DEADLINE':<15} {'ESCALATION':<24}  TITLE"
+
+
+def board_row(r: Escalation, now: datetime, colour: bool = True) -> str:
+    """One escalation in `jpc escalations`: how old, how bad, where on the ladder, who has it.
+
+    Ages count from `opened_at` to `now`; the deadline column says how long is left to acknowledge.
+    """
+    from agents.officer_time import span
+
+    age = span(now - r.opened_at) if now >= r.opened_at else "-"
+    deadline = "-"
+    if r.status == "open":
+        left = r.ack_deadline - now
+        seconds = left.total_seconds()
+        deadline = f"{span(left)} left" if seconds > 0 else "due now" if seconds == 0 else f"{span(left)} overdue"
+    severity = f"{r.severity:<4}"
+    # A space after every column, so that an age of years (the 2020 demo on the wall clock) still reads.
+    head = (f"{age:<7} {click.style(severity, fg=COLOURS[r.severity]) if colour else severity} "
+            f"{r.status:<13} {r.step:<4} {deadline:<15} {r.escalation_id:<24}  {r.title}")
+    routed = ", ".join(u + (f" ✔{r.acked_by[u]}" if u in r.acked_by else "") for u in r.routed_to)
+    return f"{head}\n{'':<8}routed to {routed}"

@@ -26,7 +26,7 @@ class SeenRevisions:
 async def revisions(bootstrap: list[str], topic: str, group: str | None, from_beginning: bool,
                     stop_at_end: bool = False) -> AsyncIterator[Escalation]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=group is not None,
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=group is not None, auto_commit_interval_ms=1000,
         auto_offset_reset="earliest" if from_beginning else "latest", isolation_level="read_committed",
     )
     await consumer.start()
@@ -67,7 +67,13 @@ async def revisions(bootstrap: list[str], topic: str, group: str | None, from_be
 
 
 async def _all_reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    # A group member has no position until the group has assigned it its partitions.
+    assigned = consumer.assignment()
+    if not assigned:
+        return False
     for tp, end in ends.items():
+        if tp not in assigned:
+            continue  # another member of the unit's group reads it
         if await consumer.position(tp) < end:
             return False
     return True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,11 +48,24 @@ Output = tuple[str, bytes, bytes]  # topic, key, value
 class EngineRuntime:
     engine: Engine
     applied_offset: int = -1
+    blob: bytes | None = None  # the engine's snapshot as of applied_offset: what a poison event rolls back to
+
+
+# Records this worker writes must fit in a Kafka record (the broker's default limit is about 1 MB) whatever
+# came in: escaped in JSON (or in base64) a record's bytes take up to six times their size.
+MAX_CARRIED_BYTES = 64 * 1024  # of a refused record's bytes in its dead letter
+MAX_LETTER_TEXT = 1024  # characters of a dead letter's field and reason (an unknown field's name is free text)
 
 
 def intake_record(topic: str, partition: int, offset: int, received_at: datetime, raw: bytes) -> bytes:
+    text = raw.decode("utf-8")
+    if len(raw) > MAX_CARRIED_BYTES:
+        # A valid event is small, but JSON allows any amount of whitespace, and tabs or newlines escaped in
+        # this record would double a 1 MB event past the limit: carry a large one without its whitespace
+        # (the stdlib keeps what pydantic accepted; the original bytes stay in the input topic).
+        text = json.dumps(json.loads(text), separators=(",", ":"))
     return orjson.dumps({"topic": topic, "partition": partition, "offset": offset,
-                         "received_at": received_at.isoformat(), "event": raw.decode("utf-8")})
+                         "received_at": received_at.isoformat(), "event": text})
 
 
 def tick_record(at: datetime) -> bytes:
@@ -60,9 +74,28 @@ def tick_record(at: datetime) -> bytes:
 
 def dead_letter_output(source: Source, raw: bytes, field: str | None, reason: str,
                        event_id: str | None = None, source_unit: str | None = None) -> Output:
-    letter = DeadLetter(reason=reason, field=field, topic=source.topic, partition=source.partition,
+    reason = _clip(reason) or ""
+    if len(raw) > MAX_CARRIED_BYTES:  # a letter too large to send would stop the intake (see above)
+        reason += f" (the dead letter carries the first {MAX_CARRIED_BYTES} of its {len(raw)} bytes)"
+        raw = _text_prefix(raw, MAX_CARRIED_BYTES)
+    letter = DeadLetter(reason=reason, field=_clip(field), topic=source.topic, partition=source.partition,
                         offset=source.offset, event_id=event_id, source_unit=source_unit, **DeadLetter.carry(raw))
     return DEAD_LETTER, (source.topic or "").encode(), orjson.dumps(letter.model_dump(exclude_none=True))
+
+
+def _clip(text: str | None) -> str | None:
+    return text if text is None or len(text) <= MAX_LETTER_TEXT else text[:MAX_LETTER_TEXT] + "…"
+
+
+def _text_prefix(raw: bytes, size: int) -> bytes:
+    """The first `size` bytes, backed off to a character boundary so that UTF-8 text stays text."""
+    for end in range(size, max(size - 4, 0), -1):
+        try:
+            raw[:end].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return raw[:end]
+    return raw[:size]
 
 
 def revision_outputs(revision: Escalation) -> list[Output]:
@@ -110,11 +143,47 @@ class ReorderBuffer:
     as `jpc replay` reads it. Held records are not acked, so a crash loses none of them.
     """
 
-    def __init__(self, window_s: float) -> None:
+    MAX_STEP_S = 0.25  # of running time between two looks at the clock (the release timer runs every 0.1 s)
+
+    def __init__(self, window_s: float, highwater: Callable[[Any], int | None] = lambda tp: None) -> None:
         self.window_s = window_s
+        # A partition that stays behind this long no longer holds the others back (a broker gone for good).
+        self.max_wait_s = max(30.0, 5 * window_s)
         self._heap: list[_Held] = []
         self._seq = 0
+        self._highwater = highwater
+        # Per input partition: the next offset to judge, and the order key of the last valid record judged.
+        self._frontier: dict[Any, tuple[int, SortKey | None]] = {}
+        self._running = 0.0
+        self._last_look: float | None = None
         self.lock = asyncio.Lock()
+
+    def clock(self, now: float) -> float:
+        """Running time: the monotonic clock less the time the worker did not run (SIGSTOP, a frozen VM,
+        the event loop blocked on one record). Windows are counted in it, since while the worker does not
+        run no other partition can catch up either (found by the fault tests: after a pause every held
+        record was overdue, and left ahead of records fetched only after the pause)."""
+        if self._last_look is not None:
+            self._running += min(max(now - self._last_look, 0.0), self.MAX_STEP_S)
+        self._last_look = now
+        return self._running
+
+    def forget(self, partitions: set[Any]) -> int:
+        """Drop the held records of partitions a rebalance took away. They were never acked, so whoever
+        gets the partition reads them again, in order with the rest; sent now, they would overtake
+        records of other partitions still unread. (So Faust must not wait for them: stream_wait_empty.)"""
+        kept = [h for h in self._heap if h.event.message.tp not in partitions]
+        dropped = len(self._heap) - len(kept)
+        heapq.heapify(kept)
+        self._heap = kept
+        for tp in partitions:
+            self._frontier.pop(tp, None)
+        return dropped
+
+    def judged(self, tp: Any, offset: int, order: SortKey | None) -> None:
+        """Every record the intake judged, held or not: how far each partition has been read."""
+        next_offset, last = self._frontier.get(tp, (0, None))
+        self._frontier[tp] = (max(next_offset, offset + 1), order if order is not None else last)
 
     def hold(self, order: SortKey, output: Output, event: Any, now: float) -> None:
         self._seq += 1
@@ -122,9 +191,28 @@ class ReorderBuffer:
         heapq.heappush(self._heap, _Held((order, self._seq), now + self.window_s, output, event))
 
     def due(self, now: float) -> list[_Held]:
+        # The window alone is not enough: when the intake stalls (a 10 MB record takes seconds to refuse, a
+        # restart meets a backlog) records of other partitions wait unjudged in the consumer for longer than
+        # the window, and releasing on time alone would let later reports overtake them. So a record also
+        # waits while a partition with unjudged records (behind its high watermark) was last seen at an
+        # earlier report: that partition may still hold one that comes first (found by the fault tests).
+        behind = self._behind() if self.window_s > 0 else []  # wall-clock mode does not reorder
         out = []
         while self._heap and self._heap[0].release_at <= now:
+            head = self._heap[0]
+            overdue = now >= head.release_at - self.window_s + self.max_wait_s
+            if not overdue and any(last is None or last < head.order[0] for last in behind):
+                break
             out.append(heapq.heappop(self._heap))
+        return out
+
+    def _behind(self) -> list[SortKey | None]:
+        """The last key seen on each partition that still has records to judge (None: none seen yet)."""
+        out = []
+        for tp, (next_offset, last) in self._frontier.items():
+            highwater = self._highwater(tp)
+            if highwater is not None and next_offset < highwater:
+                out.append(last)
         return out
 
     def __len__(self) -> int:
@@ -141,7 +229,7 @@ def restore_runtime(directory: Directory, clock: ClockMode, get: Callable[[str],
     if restored is None:
         return EngineRuntime(Engine(directory, clock))
     blob, applied = restored
-    runtime = EngineRuntime(Engine.restore(directory, blob, clock), applied)
+    runtime = EngineRuntime(Engine.restore(directory, blob, clock), applied, blob)
     log.info("engine restored", applied_offset=applied, clock=str(runtime.engine.clock))
     return runtime
 
@@ -164,13 +252,52 @@ def apply_intake(runtime: EngineRuntime, offset: int, value: bytes) -> list[Outp
         outcome = engine.process(decoded, source, datetime.fromisoformat(record["received_at"]))
     except Exception as exc:  # a poison event: dead-letter it with the error, keep the partition moving
         log.exception("rule raised", event_id=decoded.event_id, topic=source.topic, offset=source.offset)
-        return [dead_letter_output(source, raw, None, f"(engine): rule raised {exc.__class__.__name__}: {exc}",
-                                   decoded.event_id, decoded.source_unit)]
+        raise PoisonEvent(offset, dead_letter_output(
+            source, raw, None, f"(engine): rule raised {exc.__class__.__name__}: {exc}", decoded.event_id,
+            decoded.source_unit)) from exc
     outputs = [o for r in outcome.revisions for o in revision_outputs(r)]
     if outcome.refused is not None:
         field, reason = outcome.refused
         outputs.append(dead_letter_output(source, raw, field, reason, decoded.event_id, decoded.source_unit))
     return outputs
+
+
+class PoisonEvent(Exception):
+    """A rule raised on the intake record at `offset`; `letter` is its dead letter."""
+
+    def __init__(self, offset: int, letter: Output) -> None:
+        super().__init__(offset)
+        self.offset, self.letter = offset, letter
+
+
+def apply_batch(runtime: EngineRuntime, records: list[tuple[int, bytes]]) -> list[Output]:
+    """The engine stage for a batch of intake records (offset, value), a poison event leaving no trace.
+
+    A rule that raises does so part-way through the engine's handling of the event: timers due before it
+    have already fired (their revisions are lost with the exception) and its key is marked as seen. So
+    the engine goes back to its state at the start of the batch and runs the batch again without that
+    event, which is dead-lettered: afterwards the state is as if it had never been published, as replay
+    of the file without it would leave it (found by tests/test_faults_hostile.py).
+    """
+    start_offset = runtime.applied_offset
+    start = runtime.blob if runtime.blob is not None else runtime.engine.snapshot()
+    poisoned: dict[int, Output] = {}
+    while True:
+        outputs: list[Output] = []
+        try:
+            for offset, value in records:
+                if offset in poisoned:
+                    if offset > runtime.applied_offset:
+                        runtime.applied_offset = offset
+                        outputs.append(poisoned[offset])
+                    continue
+                outputs += apply_intake(runtime, offset, value)
+            return outputs
+        except PoisonEvent as poison:
+            poisoned[poison.offset] = poison.letter
+            engine = runtime.engine
+            runtime.engine = Engine.restore(engine.directory, start, engine.mode)
+            runtime.applied_offset = start_offset
 
 
 async def send_all(app: faust.App, outputs: list[Output]) -> None:
@@ -186,11 +313,17 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     intake = app.topic(INTAKE, key_type=bytes, value_type=bytes, value_serializer="raw", partitions=1)
     table = app.Table("engine", partitions=1, key_type=str, value_type=bytes, use_partitioner=True)
 
-    reorder = ReorderBuffer(reorder_s)
+    def highwater(tp: Any) -> int | None:
+        try:
+            return app.consumer.highwater(tp)  # type: ignore[no-any-return]
+        except Exception:  # not assigned (any more), or nothing fetched yet
+            return None
+
+    reorder = ReorderBuffer(reorder_s, highwater)
 
     async def release() -> None:
         async with reorder.lock:  # one releaser at a time keeps the intake log in sorted order
-            held = reorder.due(time.monotonic())
+            held = reorder.due(reorder.clock(time.monotonic()))
             await send_all(app, [h.output for h in held])
             for h in held:
                 h.event.ack()
@@ -198,11 +331,12 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     @app.agent(inputs)
     async def judge(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(1000, within=0.05):
-            now, mono = datetime.now(UTC), time.monotonic()
+            now, mono = datetime.now(UTC), reorder.clock(time.monotonic())
             dead: list[Output] = []
             for event in batch:
                 m = event.message
                 judged = judge_input(m.topic, m.partition, m.offset, event.value, now)
+                reorder.judged(m.tp, m.offset, judged[1] if judged is not None else None)
                 if judged is None:
                     continue
                 output, order = judged
@@ -212,6 +346,13 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
                     reorder.hold(order, output, event, mono)
             await send_all(app, dead)
             await release()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        async with reorder.lock:
+            dropped = reorder.forget(revoked)
+        if dropped:
+            log.info("held records left to the partitions' next owner", dropped=dropped)
 
     if reorder_s > 0:
         @app.timer(interval=min(0.1, reorder_s))
@@ -233,11 +374,10 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
             # every batch also picks up state another worker advanced while it held the partition.
             if runtime is None or snapshot_offset(table.get) > runtime.applied_offset:
                 runtime = restore_runtime(directory, clock, table.get)
-            outputs: list[Output] = []
-            for event in batch:
-                outputs += apply_intake(runtime, event.message.offset, event.value)
+            outputs = apply_batch(runtime, [(event.message.offset, event.value) for event in batch])
             await send_all(app, outputs)
-            for key, value in pack(runtime.engine.snapshot(), runtime.applied_offset).items():
+            runtime.blob = runtime.engine.snapshot()
+            for key, value in pack(runtime.blob, runtime.applied_offset).items():
                 table[key] = value
 
     if clock == "wall":

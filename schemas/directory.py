@@ -35,6 +35,7 @@ DEFAULT_ROUTES: dict[Rule, tuple[str, ...]] = {
     "late_report": ("health", "cdc"),
     "duty_gap": ("$parent", "$root"),
     "checkpoint_silent": ("$checkpoint_unit", "transport"),
+    "unit_not_reading": ("$parent", "$root"),
 }
 try:  # libyaml's parser when PyYAML was built with it: ten times faster, same documents
     from yaml import CSafeLoader as _SafeLoader

@@ -19,6 +19,7 @@ Rule = Literal[
     "late_report",
     "duty_gap",
     "checkpoint_silent",
+    "unit_not_reading",  # issue 4: a unit's duty group leaves revisions unread past their deadline
 ]
 RULES: tuple[Rule, ...] = (
     "fever_at_checkpoint",
@@ -29,6 +30,7 @@ RULES: tuple[Rule, ...] = (
     "late_report",
     "duty_gap",
     "checkpoint_silent",
+    "unit_not_reading",
 )
 
 

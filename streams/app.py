@@ -39,6 +39,10 @@ def make_app(settings: Settings) -> faust.App:
         producer_request_timeout=settings.request_timeout_s,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # On a rebalance, do not wait for every record an agent holds to be acked: the intake holds records
+        # to put them in reporting order and leaves those of revoked partitions to be read again (acking
+        # them would mean sending them out of order). Processing is at-least-once and idempotent anyway.
+        stream_wait_empty=False,
         # A worker killed with -9 holds its partitions until its session expires: keep that short so a
         # restarted worker (or a standby) takes over within seconds, not Faust's default minute.
         broker_session_timeout=10.0,

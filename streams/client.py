@@ -1,38 +1,80 @@
 """The member-unit client: build, validate and publish an event with the bus's guarantees.
 
-    async with MemberUnitClient("127.0.0.1:9092") as bus:
-        await bus.publish(CheckpointHeartbeat(...))        # or publish_json(b'{...}')
+    async with MemberUnitClient("127.0.0.1:9092", source_unit="transport") as bus:
+        heartbeat = bus.event("checkpoint_heartbeat", checkpoint_id="gy-east-toll", screened=42)
+        await bus.publish(heartbeat)
 
-Idempotent producer with acks=all: a retried send is never written twice, and `publish` returns
-only once every in-sync replica has the record.
+`event()` fills the envelope (a fresh `event_id`, `schema_version`, the client's `source_unit`,
+`occurred_at` now, with the local offset) and validates the result exactly as the bus will; a
+refusal raises `EventRefused` naming the field. `publish()` returns only once every in-sync replica
+has the record (acks=all), and the producer is idempotent: its own retries are never written twice.
+
+On a poor link, spool first (store and forward, exactly once even if the process is killed):
+
+    async with SpoolingClient("127.0.0.1:9092", spool="/var/spool/jpc", source_unit="railway") as bus:
+        await bus.publish(bus.event("checkpoint_alert", checkpoint_id="gy-rail", ...))
+
+`SpoolingClient.publish()` returns once the event is on local disk (fsync); a background forwarder
+sends the spool whenever the broker is reachable (see streams/spool.py and streams/forwarder.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from schemas.codec import Refusal, decode_event, encode_event
-from schemas.events import CaseReport, CheckpointAlert, CheckpointHeartbeat, DutyShift, EscalationAck, InputEvent
+from schemas.events import InputEvent
+from streams.forwarder import Forwarder
+from streams.keys import record_key
+from streams.spool import Admission, Spool
 from streams.topics import INPUT_TOPIC_OF_KIND
 
+__all__ = ["EventRefused", "MemberUnitClient", "SpoolingClient", "build_event", "record_key"]
 
-def record_key(event: InputEvent) -> bytes:
-    """The contract's key per topic (§6): it decides the partition, and compaction for rosters."""
-    match event:
-        case CaseReport():
-            return event.region.encode()
-        case CheckpointAlert() | CheckpointHeartbeat():
-            return event.checkpoint_id.encode()
-        case DutyShift():
-            return event.roster_key.encode()
-        case EscalationAck():
-            return event.escalation_id.encode()
-    raise TypeError(f"not an input event: {type(event).__name__}")
+Clock = Callable[[], datetime]
+
+
+class EventRefused(ValueError):
+    """The event breaks the contract; `field` and `reason` say where and why, as a dead letter would."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def local_now() -> datetime:
+    """Now, with this machine's offset (+08:00 in Guangyuan), to the second."""
+    return datetime.now().astimezone().replace(microsecond=0)
+
+
+def build_event(kind: str, source_unit: str, clock: Clock = local_now, **fields: Any) -> InputEvent:
+    """An event of `kind` with its envelope filled in, validated as the bus validates the wire.
+
+    `event_id` and `occurred_at` may be given in `fields`; datetimes become RFC 3339 text.
+    """
+    envelope: dict[str, Any] = {"event_id": uuid.uuid4().hex, "kind": kind, "schema_version": 1,
+                                "source_unit": source_unit, "occurred_at": clock()}
+    raw = orjson.dumps({**envelope, **fields})
+    return validate_json(raw)
+
+
+def validate_json(raw: bytes) -> InputEvent:
+    decoded = decode_event(raw)
+    if isinstance(decoded, Refusal):
+        raise EventRefused(decoded.field, decoded.reason)
+    return decoded
 
 
 def make_producer(bootstrap: list[str], timeout_s: float = 30.0) -> AIOKafkaProducer:
@@ -42,28 +84,42 @@ def make_producer(bootstrap: list[str], timeout_s: float = 30.0) -> AIOKafkaProd
     )
 
 
+def _servers(bootstrap: str | list[str]) -> list[str]:
+    listed = bootstrap.split(",") if isinstance(bootstrap, str) else bootstrap
+    return [b.strip() for b in listed if b.strip()]
+
+
 class MemberUnitClient:
-    def __init__(self, bootstrap: str | list[str], timeout_s: float = 30.0) -> None:
-        servers = bootstrap.split(",") if isinstance(bootstrap, str) else bootstrap
-        self._producer = make_producer(servers, timeout_s)
+    """Publishes straight to the bus: idempotent producer, acks=all. Use as `async with`."""
+
+    def __init__(self, bootstrap: str | list[str], timeout_s: float = 30.0, *, source_unit: str | None = None,
+                 clock: Clock = local_now) -> None:
+        self._producer = make_producer(_servers(bootstrap), timeout_s)
+        self.source_unit = source_unit
+        self._clock = clock
 
     async def __aenter__(self) -> Self:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # else it is left half-open, and says so when collected
+            raise
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self._producer.stop()
 
+    def event(self, kind: str, **fields: Any) -> InputEvent:
+        """Build and validate an event from this client's unit; raises EventRefused."""
+        return build_event(kind, _unit(self.source_unit, fields), self._clock, **fields)
+
     async def publish(self, event: InputEvent) -> RecordMetadata:
         return await self.send(event, encode_event(event))
 
     async def publish_json(self, raw: bytes) -> RecordMetadata:
-        """Validate raw JSON against the contract first; raises ValueError naming the field."""
-        decoded = decode_event(raw)
-        if isinstance(decoded, Refusal):
-            raise ValueError(decoded.reason)
-        return await self.send(decoded, raw)
+        """Validate raw JSON against the contract first; raises EventRefused (a ValueError) naming the field."""
+        return await self.send(validate_json(raw), raw)
 
     async def send(self, event: InputEvent, raw: bytes) -> RecordMetadata:
         future = await self.send_soon(event, raw)
@@ -74,3 +130,71 @@ class MemberUnitClient:
         result: asyncio.Future[RecordMetadata] = await self._producer.send(
             INPUT_TOPIC_OF_KIND[event.kind], value=raw, key=record_key(event))
         return result
+
+
+class SpoolingClient:
+    """Store and forward: `publish` spools durably; a background task forwards, exactly once.
+
+    On leaving the `async with`, the client waits up to `drain_timeout_s` for the spool to empty;
+    whatever is still spooled then is sent by the next client (or `jpc publish --spool DIR --drain`).
+    """
+
+    def __init__(self, bootstrap: str | list[str], spool: str | Path, *, source_unit: str | None = None,
+                 clock: Clock = local_now, timeout_s: float = 30.0, drain_timeout_s: float = 10.0) -> None:
+        self.source_unit = source_unit
+        self._clock = clock
+        self._drain_timeout_s = drain_timeout_s
+        self.spool = Spool(Path(spool))
+        self._forwarder = Forwarder(self.spool, _servers(bootstrap), timeout_s=timeout_s)
+        self._task: asyncio.Task[int] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._forwarder.run(), name="jpc-spool-forwarder")
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        assert self._task is not None
+        self._forwarder.finish()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self._drain_timeout_s)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        finally:
+            self.spool.close()
+
+    def event(self, kind: str, **fields: Any) -> InputEvent:
+        """Build and validate an event from this client's unit; raises EventRefused."""
+        return build_event(kind, _unit(self.source_unit, fields), self._clock, **fields)
+
+    async def publish(self, event: InputEvent) -> bool:
+        """Spool the event (on disk when this returns); False when the spool already had it."""
+        return await self.publish_raw(event, encode_event(event))
+
+    async def publish_json(self, raw: bytes) -> bool:
+        return await self.publish_raw(validate_json(raw), raw)
+
+    async def publish_raw(self, event: InputEvent, raw: bytes) -> bool:
+        if self._task is not None and self._task.done():
+            self._task.result()  # the forwarder stopped for good: say why rather than spool into the void
+        [admission] = self.spool.append([(event, raw)])
+        if admission is Admission.CONFLICT:
+            raise EventRefused("event_id", f"event_id: {event.event_id!r} from {event.source_unit} is already "
+                                           "spooled with different content")
+        self._forwarder.wake()
+        return admission is Admission.SPOOLED
+
+    @property
+    def waiting(self) -> int:
+        """Events spooled but not yet known to be on the bus."""
+        position = self._forwarder.position
+        return self.spool.waiting(position if position is not None else self.spool.sent_hint())
+
+
+def _unit(source_unit: str | None, fields: dict[str, Any]) -> str:
+    unit = fields.pop("source_unit", None) or source_unit
+    if not unit:
+        raise EventRefused("source_unit", "source_unit: required field missing (give it to the client or the event)")
+    return str(unit)

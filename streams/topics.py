@@ -18,6 +18,7 @@ ESCALATION_ACKS = "jpc.escalation-acks"
 ESCALATIONS = "jpc.escalations"
 DEAD_LETTER = "jpc.dead-letter"
 INTAKE = "jpc.intake"  # internal: valid events in the one order the engine sees them
+SPOOL_PROGRESS = "jpc.spool-progress"  # internal: how far each publisher's spool is on the bus
 UNIT_PREFIX = "jpc.escalations."
 
 INPUT_TOPIC_OF_KIND = {
@@ -67,6 +68,9 @@ def catalogue(unit_ids: Iterable[str], *, input_partitions: int = 4, app_id: str
         TopicSpec(DEAD_LETTER, 1, "source topic", keep_90),
         # One partition: the engine sees every event in one order, as replay does.
         TopicSpec(INTAKE, 1, "source topic", keep_90, internal=True),
+        # Compacted: the last position committed by each spool, written in the same transaction as the
+        # events it covers (streams/forwarder.py).
+        TopicSpec(SPOOL_PROGRESS, 1, "spool id", {"cleanup.policy": "compact"}, internal=True),
     ]
     specs += [TopicSpec(changelog_topic(app_id, t), 1, "table key", {"cleanup.policy": "compact"}, internal=True)
               for t in tables]

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from agents.core import wording
 from agents.core.ladder import Finding
+from agents.core.proof import Proof
 from agents.core.routing import RouteContext
 from schemas.directory import Directory
-from schemas.escalation import Evidence
 from schemas.events import CaseReport
 from schemas.times import rfc3339
 
@@ -16,7 +16,7 @@ ACTIVE = frozenset({"suspected", "confirmed", "asymptomatic"})  # statuses a rep
 INFECTED = frozenset({"confirmed", "asymptomatic"})  # statuses that count towards clusters and contacts
 
 
-def imported_case(d: Directory, report: CaseReport, evidence: Evidence) -> Finding | None:
+def imported_case(d: Directory, report: CaseReport, evidence: Proof) -> Finding | None:
     if report.status not in ACTIVE or not report.travel:
         return None
     window = timedelta(days=d.rules.high_risk_window_days)
@@ -32,7 +32,7 @@ def imported_case(d: Directory, report: CaseReport, evidence: Evidence) -> Findi
     )
 
 
-def late_report(d: Directory, report: CaseReport, evidence: Evidence) -> Finding | None:
+def late_report(d: Directory, report: CaseReport, evidence: Proof) -> Finding | None:
     if report.status not in ACTIVE:
         return None
     delay = report.reported - report.occurred_at

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from agents.core import wording
 from agents.core.cases import INFECTED
 from agents.core.ladder import Action, Finding, Resolve
+from agents.core.proof import Proof
 from agents.core.routing import RouteContext
 from schemas.directory import Directory
-from schemas.escalation import Evidence
 from schemas.events import CaseReport
 
 
@@ -22,7 +22,7 @@ from schemas.events import CaseReport
 class Member:
     case_id: str
     occurred_at: datetime
-    evidence: Evidence
+    evidence: Proof
 
 
 @dataclass(slots=True)
@@ -30,7 +30,7 @@ class Cluster:
     subject: dict[str, str]
     members: dict[str, Member]
     latest: datetime
-    evidence: list[Evidence] = field(default_factory=list)  # reports that changed it (exclusions too)
+    evidence: list[Proof] = field(default_factory=list)  # reports that changed it (exclusions too)
 
 
 @dataclass(slots=True)
@@ -44,7 +44,7 @@ class ClusterWatch:
     townships: dict[tuple[str, str], Township] = field(default_factory=dict)
     where: dict[str, tuple[str, str]] = field(default_factory=dict)  # case id -> (region, township)
 
-    def on_report(self, d: Directory, report: CaseReport, evidence: Evidence) -> list[Action]:
+    def on_report(self, d: Directory, report: CaseReport, evidence: Proof) -> list[Action]:
         if report.status == "excluded":
             return self._exclude(d, report.case_id, evidence)
         if report.status not in INFECTED or not report.township:
@@ -75,7 +75,7 @@ class ClusterWatch:
         town.cluster = cluster
         return self._state(d, key, cluster)
 
-    def _exclude(self, d: Directory, case_id: str, evidence: Evidence) -> list[Action]:
+    def _exclude(self, d: Directory, case_id: str, evidence: Proof) -> list[Action]:
         key = self.where.pop(case_id, None)
         if key is None:
             return []

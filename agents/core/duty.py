@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 
 from agents.core import wording
 from agents.core.ladder import Action, Finding, Resolve
+from agents.core.proof import Proof
 from agents.core.roster import WATCHED_POSTS, DutyRoster, gap_at
 from agents.core.routing import RouteContext
 from agents.core.timers import TimerKind, TimerQueue
 from schemas.directory import Directory
-from schemas.escalation import Evidence
 from schemas.events import Post
 from schemas.times import rfc3339
 
@@ -90,7 +90,7 @@ class DutyWatch:
             timers.schedule(due, kind, key)
 
 
-def _latest_evidence(roster: DutyRoster, unit_id: str) -> Evidence | None:
+def _latest_evidence(roster: DutyRoster, unit_id: str) -> Proof | None:
     shifts = roster.shifts(unit_id)
     if not shifts:
         return None

@@ -7,7 +7,6 @@ same output, under the live worker and under `jpc replay` alike.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections import Counter
 from collections.abc import Sequence
@@ -20,12 +19,15 @@ from agents.core.clusters import ClusterWatch
 from agents.core.contacts import ContactIndex
 from agents.core.duty import DutyWatch
 from agents.core.ladder import AckRefused, Action, EscalationBook, Finding, Resolve
+from agents.core.proof import Proof
 from agents.core.roster import DutyRoster
+from agents.core.seen import SeenKeys, fingerprint
 from agents.core.silence import SilenceWatch
 from agents.core.timers import TimerKind, TimerQueue
 from schemas.directory import Directory
-from schemas.escalation import Escalation, Evidence
+from schemas.escalation import Escalation
 from schemas.events import (
+    KINDS,
     CaseReport,
     CheckpointAlert,
     CheckpointHeartbeat,
@@ -37,6 +39,7 @@ from schemas.events import (
 ClockMode = Literal["event", "wall"]
 MAX_AHEAD_OF_WALL = timedelta(minutes=10)
 EVICT_EVERY = timedelta(hours=1)
+_EVENT_COUNTER = {kind: f"events.{kind}" for kind in KINDS}  # built once, not per event
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +62,10 @@ class Outcome:
 @dataclass(slots=True)
 class _State:
     clock: datetime | None = None
-    last_evicted: datetime | None = None
+    next_eviction: datetime | None = None  # EVICT_EVERY after the last one (checked twice per event)
     timers: TimerQueue = field(default_factory=TimerQueue)
     roster: DutyRoster = field(default_factory=DutyRoster)
-    seen: dict[tuple[str, str], tuple[bytes, datetime]] = field(default_factory=dict)
+    seen: SeenKeys = field(default_factory=SeenKeys)
     clusters: ClusterWatch = field(default_factory=ClusterWatch)
     contacts: ContactIndex = field(default_factory=ContactIndex)
     duty: DutyWatch = field(default_factory=DutyWatch)
@@ -103,12 +106,11 @@ class Engine:
         if refusal is not None:
             self.counters["dead_letters"] += 1
             return Outcome(refused=refusal)
-        content = event.model_dump_json(exclude_unset=True).encode()
-        fingerprint = hashlib.blake2b(content, digest_size=16).digest()
-        key = (event.source_unit, event.event_id)
-        seen = self.state.seen.get(key)
-        if seen is not None:
-            if seen[0] == fingerprint:
+        digest = fingerprint(event)
+        seen = self.state.seen
+        verdict = seen.judge(event.source_unit, event.event_id, digest)
+        if verdict != "new":
+            if verdict == "duplicate":
                 self.counters["duplicates"] += 1
                 return Outcome(duplicate=True)
             self.counters["dead_letters"] += 1
@@ -118,20 +120,20 @@ class Engine:
         # arrives weeks late must still be recognised when its producer retries it (contract §3, Duplicates).
         clock = self.state.clock
         seen_at = event.occurred_at if clock is None else max(clock, event.occurred_at)
-        self.state.seen[key] = (fingerprint, seen_at)
-        self.counters[f"events.{event.kind}"] += 1
+        seen.remember(event.source_unit, event.event_id, digest, seen_at)
+        self.counters[_EVENT_COUNTER[event.kind]] += 1
         now = event.occurred_at if self.mode == "event" else (received_at or event.occurred_at)
         outcome = Outcome(revisions=self.advance(now))
         at = self.state.clock
         assert at is not None  # advance() always sets it
-        evidence = self._evidence(event, source)
+        evidence = self._proof(event, source)
         try:
             actions = self._apply(event, evidence, at)
         except AckRefused as refused:
             # Dead-lettered, so not processed (contract §1): forget its key, or the unit's corrected resend
             # under the same event_id would be refused as a conflicting duplicate, and a resend of the
             # same ack once its escalation exists would be ignored as a duplicate.
-            del self.state.seen[key]
+            seen.forget(event.source_unit, event.event_id)
             self.counters["dead_letters"] += 1
             outcome.refused = (refused.field, str(refused))
             return outcome
@@ -169,16 +171,15 @@ class Engine:
                 return "unit_id", f"unit_id: unknown unit {event.unit_id!r}"
         return None
 
-    def _evidence(self, event: InputEvent, source: Source | None) -> Evidence:
-        return Evidence(
-            source_unit=event.source_unit, event_id=event.event_id, kind=event.kind,
-            occurred_at=event.occurred_at.astimezone(self.directory.zone),
-            topic=source.topic if source else None,
-            partition=source.partition if source else None,
-            offset=source.offset if source else None,
-        )
+    @staticmethod
+    def _proof(event: InputEvent, source: Source | None) -> Proof:
+        checkpoint_id = event.checkpoint_id if isinstance(event, CheckpointAlert) else None
+        if source is None:
+            return Proof(event.source_unit, event.event_id, event.kind, event.occurred_at, checkpoint_id=checkpoint_id)
+        return Proof(event.source_unit, event.event_id, event.kind, event.occurred_at, source.topic, source.partition,
+                     source.offset, checkpoint_id)
 
-    def _apply(self, event: InputEvent, evidence: Evidence, at: datetime) -> list[Action | Escalation]:
+    def _apply(self, event: InputEvent, evidence: Proof, at: datetime) -> list[Action | Escalation]:
         d, s = self.directory, self.state
         actions: list[Action | Escalation] = []
         match event:
@@ -211,7 +212,7 @@ class Engine:
             revision = self.book.on_deadline(key, due)
             return [revision] if revision is not None else []
         if kind == "silence":
-            return self._carry_out(s.silence.on_timer(d, key, due), due)
+            return self._carry_out(s.silence.on_timer(d, s.timers, key, due), due)
         return self._carry_out(s.duty.on_timer(d, s.roster, s.timers, key, due=due, kind=kind), due)
 
     def _carry_out(self, actions: Sequence[Action | Escalation], at: datetime) -> list[Escalation]:
@@ -232,14 +233,14 @@ class Engine:
 
     def _maybe_evict(self, now: datetime) -> None:
         s = self.state
-        if s.last_evicted is not None and now - s.last_evicted < EVICT_EVERY:
+        if s.next_eviction is not None and now < s.next_eviction:
             return
-        s.last_evicted = now
+        s.next_eviction = now + EVICT_EVERY
         rules = self.directory.rules
         longest = timedelta(days=rules.longest_window_days)
         # Duplicates are recognised within the longest window (contract §3); joins keep twice that so
         # a report arriving up to a window late still meets what it should.
-        s.seen = {k: v for k, v in s.seen.items() if v[1] >= now - longest}
+        s.seen.evict(now - longest)
         s.clusters.evict(now - 2 * longest)
         s.contacts.evict(now - 2 * longest)
         s.roster.evict(now - 2 * longest)

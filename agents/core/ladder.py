@@ -6,15 +6,18 @@ else produces revisions, so re-running the same input re-creates exactly the sam
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agents.core.ids import escalation_id
+from agents.core.proof import Cited, cite
 from agents.core.roster import DutyRoster
 from agents.core.routing import RouteContext, resolve_targets, staff
 from agents.core.timers import TimerQueue
 from schemas.directory import Directory
-from schemas.escalation import SEVERITIES, Escalation, Evidence, Rule, Severity, Status
+from schemas.escalation import SEVERITIES, Escalation, Rule, Severity, Status
 from schemas.events import EscalationAck
 
 
@@ -28,7 +31,7 @@ class Finding:
     region: str | None
     title: str
     summary: str
-    evidence: list[Evidence]
+    evidence: Sequence[Cited]
     ctx: RouteContext
     extra_targets: tuple[str, ...] = ()
     exact_severity: bool = False  # clusters follow their count down as well as up
@@ -52,7 +55,7 @@ class Tracked:
     opened_at: datetime
     updated_at: datetime
     ack_deadline: datetime
-    evidence: list[Evidence] = field(default_factory=list)
+    evidence: list[Cited] = field(default_factory=list)
     fallback: dict[str, str] = field(default_factory=dict)
     acked_by: dict[str, str] = field(default_factory=dict)
     revision: int = 0
@@ -88,6 +91,19 @@ class EscalationBook:
     timers: TimerQueue
     escalations: dict[str, Tracked] = field(default_factory=dict)
     forgotten: dict[str, Forgotten] = field(default_factory=dict)
+    # (updated_at, id) of every revision, and (updated_at, id) of every tombstone: eviction looks only at
+    # what is old enough instead of walking every escalation each time (stale entries are skipped).
+    _by_update: list[tuple[datetime, str]] = field(default_factory=list)
+    _forgotten_by_update: list[tuple[datetime, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # A book restored from a snapshot gets its queues back from what it holds.
+        if not self._by_update:
+            self._by_update = [(t.updated_at, k) for k, t in self.escalations.items()]
+            heapq.heapify(self._by_update)
+        if not self._forgotten_by_update:
+            self._forgotten_by_update = [(f.updated_at, k) for k, f in self.forgotten.items()]
+            heapq.heapify(self._forgotten_by_update)
 
     # ---- rules report here ----
     def raise_finding(self, finding: Finding, at: datetime) -> Escalation | None:
@@ -112,7 +128,7 @@ class EscalationBook:
             changed = True
         return self._revise(tracked, at) if changed else None
 
-    def auto_resolve(self, esc_id: str, at: datetime, evidence: Evidence | None = None) -> Escalation | None:
+    def auto_resolve(self, esc_id: str, at: datetime, evidence: Cited | None = None) -> Escalation | None:
         tracked = self.escalations.get(esc_id)
         if tracked is None or tracked.resolved:
             return None
@@ -165,13 +181,24 @@ class EscalationBook:
         """Drop escalations that are over (or acknowledged) and untouched since `before`, keeping a
         small tombstone so that a late finding continues the numbering and a final resolve stays final;
         tombstones go once the escalation topics no longer hold the revisions they stand for."""
-        for esc_id in [k for k, t in self.escalations.items()
-                       if t.updated_at < before and self._status(t) != "open"]:
-            t = self.escalations.pop(esc_id)
+        # Only a revision changes an escalation's status, and every revision queues (updated_at, id): so an
+        # escalation still open when its entry comes up is looked at again after its next revision.
+        queue = self._by_update
+        while queue and queue[0][0] < before:
+            updated_at, esc_id = heapq.heappop(queue)
+            t = self.escalations.get(esc_id)
+            if t is None or t.updated_at != updated_at or self._status(t) == "open":
+                continue
+            del self.escalations[esc_id]
             self.forgotten[esc_id] = Forgotten(t.revision, t.step, t.final, t.updated_at)
+            heapq.heappush(self._forgotten_by_update, (t.updated_at, esc_id))
         horizon = before - FORGET_AFTER
-        for esc_id in [k for k, f in self.forgotten.items() if f.updated_at < horizon]:
-            del self.forgotten[esc_id]
+        gone = self._forgotten_by_update
+        while gone and gone[0][0] < horizon:
+            updated_at, esc_id = heapq.heappop(gone)
+            past = self.forgotten.get(esc_id)
+            if past is not None and past.updated_at == updated_at:
+                del self.forgotten[esc_id]
 
     def status(self, esc_id: str) -> Status | None:
         tracked = self.escalations.get(esc_id)
@@ -205,7 +232,7 @@ class EscalationBook:
         return _looks(tracked) != before
 
     @staticmethod
-    def _add_evidence(tracked: Tracked, evidence: list[Evidence]) -> None:
+    def _add_evidence(tracked: Tracked, evidence: Sequence[Cited]) -> None:
         seen = {(e.source_unit, e.event_id) for e in tracked.evidence}
         for item in evidence:
             if (item.source_unit, item.event_id) not in seen:
@@ -229,6 +256,7 @@ class EscalationBook:
         assignees = staff(self.directory, self.roster, tracked.routed_to, tracked.fallback, at)
         tracked.revision += 1
         tracked.updated_at = at
+        heapq.heappush(self._by_update, (at, tracked.escalation_id))
         zone = self.directory.zone
         return Escalation(
             escalation_id=tracked.escalation_id,
@@ -244,7 +272,7 @@ class EscalationBook:
             routed_to=list(tracked.routed_to),
             assignees=assignees,
             fallback=dict(tracked.fallback),
-            evidence=list(tracked.evidence),
+            evidence=[cite(e, zone) for e in tracked.evidence],
             opened_at=tracked.opened_at.astimezone(zone),
             updated_at=at.astimezone(zone),
             ack_deadline=tracked.ack_deadline.astimezone(zone),
@@ -262,7 +290,7 @@ class Resolve:
     """A condition that ended by itself (a post covered again, a checkpoint back, a cluster shrunk)."""
 
     escalation_id: str
-    evidence: Evidence | None = None
+    evidence: Cited | None = None
 
 
 Action = Finding | Resolve

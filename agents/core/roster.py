@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from schemas.escalation import Evidence
+from agents.core.proof import Proof
 from schemas.events import DutyShift, Post
 
 WATCHED_POSTS: tuple[Post, ...] = ("principal", "in_charge")
@@ -23,7 +23,7 @@ class Shift:
     start: datetime
     end: datetime
     cancelled: bool
-    evidence: Evidence
+    evidence: Proof
 
     def covers(self, at: datetime) -> bool:
         return not self.cancelled and self.start <= at < self.end
@@ -34,7 +34,7 @@ class DutyRoster:
     _shifts: dict[str, dict[str, Shift]] = field(default_factory=dict)  # unit -> roster key -> shift
     watch_start: dict[str, datetime] = field(default_factory=dict)  # earliest shift_start ever published
 
-    def publish(self, shift: DutyShift, evidence: Evidence) -> None:
+    def publish(self, shift: DutyShift, evidence: Proof) -> None:
         unit = self._shifts.setdefault(shift.unit_id, {})
         unit[shift.roster_key] = Shift(
             shift.unit_id, shift.post, shift.officer_id, shift.shift_start, shift.shift_end,

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from agents.core import wording
 from agents.core.ladder import Finding
+from agents.core.proof import Proof
 from agents.core.routing import RouteContext
 from schemas.directory import Directory
-from schemas.escalation import Evidence
 from schemas.events import CheckpointAlert
 
 
-def screen(d: Directory, alert: CheckpointAlert, evidence: Evidence) -> list[Finding]:
+def screen(d: Directory, alert: CheckpointAlert, evidence: Proof) -> list[Finding]:
+    temperature = alert.temperature_c
+    fever = temperature is not None and temperature >= d.rules.fever_celsius
+    high_risk = alert.origin_region is not None and alert.origin_region in d.high_risk
+    if not fever and not (high_risk and alert.direction == "inbound"):
+        return []  # nearly every alert: nothing more to work out
     checkpoint = d.checkpoint_by_id[alert.checkpoint_id]
     date = alert.occurred_at.astimezone(d.zone).date().isoformat()
-    high_risk = alert.origin_region is not None and alert.origin_region in d.high_risk
     ctx = RouteContext(region=checkpoint.region, checkpoint_unit=checkpoint.unit,
                        destination_region=alert.destination_region)
-    temperature = alert.temperature_c
-    if temperature is not None and temperature >= d.rules.fever_celsius:
+    if temperature is not None and fever:
         title, summary = wording.fever(checkpoint.name, temperature, alert.origin_region, high_risk)
         return [Finding(
             rule="fever_at_checkpoint",
@@ -26,14 +29,12 @@ def screen(d: Directory, alert: CheckpointAlert, evidence: Evidence) -> list[Fin
             region=checkpoint.region, title=title, summary=summary, evidence=[evidence], ctx=ctx,
             extra_targets=("public-security",) if high_risk else (),
         )]
-    if high_risk and alert.direction == "inbound":
-        destination = d.region_name(alert.destination_region)
-        dest_region = alert.destination_region if alert.destination_region in d.region_by_id else None
-        title, summary = wording.arrival(checkpoint.name, alert.origin_region or "", destination)
-        return [Finding(
-            rule="high_risk_arrival",
-            subject={"person_ref": alert.person_ref, "date": date},
-            severity="IV", region=dest_region or checkpoint.region, title=title, summary=summary,
-            evidence=[evidence], ctx=ctx,
-        )]
-    return []
+    destination = d.region_name(alert.destination_region)
+    dest_region = alert.destination_region if alert.destination_region in d.region_by_id else None
+    title, summary = wording.arrival(checkpoint.name, alert.origin_region or "", destination)
+    return [Finding(
+        rule="high_risk_arrival",
+        subject={"person_ref": alert.person_ref, "date": date},
+        severity="IV", region=dest_region or checkpoint.region, title=title, summary=summary,
+        evidence=[evidence], ctx=ctx,
+    )]

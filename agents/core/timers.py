@@ -4,47 +4,67 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 TimerKind = Literal["ack", "silence", "duty", "cover"]
+# (due, seq, kind, key): plain tuples so the heap compares in C; a timer checked on every event must not
+# cost a Python-level comparison per heap step.
+_Entry = tuple[datetime, int, TimerKind, str]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+HOUR_US = 3_600_000_000
 
 
-@dataclass(order=True, frozen=True, slots=True)
+def epoch_micros(at: datetime) -> int:
+    """Microseconds since 1970 (exact: state filed by the hour must land in the hour it belongs to)."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+@dataclass(frozen=True, slots=True)
 class Timer:
     due: datetime
     seq: int  # insertion order breaks ties, so firing order is a pure function of the input
-    kind: TimerKind = field(compare=False)
-    key: str = field(compare=False)
-
-    @property
-    def strict(self) -> bool:
-        # A duty gap escalates only once the clock is strictly past gap start + grace (contract §3).
-        return self.kind == "duty"
+    kind: TimerKind
+    key: str
 
 
 @dataclass(slots=True)
 class TimerQueue:
-    _heap: list[Timer] = field(default_factory=list)
+    _heap: list[_Entry] = field(default_factory=list)
     _seq: int = 0
 
     def schedule(self, due: datetime, kind: TimerKind, key: str) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, Timer(due, self._seq, kind, key))
+        heapq.heappush(self._heap, (due, self._seq, kind, key))
+
+    def reserve(self) -> int:
+        """A place in the firing order now, for a timer that may be put in later (see `put`)."""
+        self._seq += 1
+        return self._seq
+
+    def put(self, due: datetime, seq: int, kind: TimerKind, key: str) -> None:
+        """Schedule with a place reserved earlier: it fires exactly where it would have, had it been
+        scheduled then. Lets a watch keep one timer per subject instead of one per event."""
+        heapq.heappush(self._heap, (due, seq, kind, key))
 
     def pop_due(self, now: datetime) -> Timer | None:
         """The earliest timer that may fire with the clock at `now`, or None."""
-        held: list[Timer] = []
+        heap = self._heap
+        if not heap or heap[0][0] > now:
+            return None  # the common case, checked on every event
+        held: list[_Entry] = []
         found: Timer | None = None
-        while self._heap and self._heap[0].due <= now:
-            timer = heapq.heappop(self._heap)
-            if timer.strict and timer.due == now:
-                held.append(timer)
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if entry[2] == "duty" and entry[0] == now:
+                # A duty gap escalates only once the clock is strictly past gap start + grace (contract §3).
+                held.append(entry)
                 continue
-            found = timer
+            found = Timer(*entry)
             break
-        for timer in held:
-            heapq.heappush(self._heap, timer)
+        for entry in held:
+            heapq.heappush(heap, entry)
         return found
 
     def __len__(self) -> int:

@@ -1,0 +1,106 @@
+"""Duplicate detection: which (source unit, event id) keys the bus has seen, and with what content.
+
+A province's checkpoints send a million events in a fortnight, and each key is kept that long (contract
+§3, Duplicates), so a key costs one small integer: when it was seen and a digest of its content, packed
+together. Keys are also filed by the hour they were seen in, so forgetting old ones looks at those
+hours only, never at the whole fortnight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel
+
+from agents.core.timers import HOUR_US as _HOUR
+from agents.core.timers import epoch_micros as _micros
+from schemas.events import InputEvent
+
+_DIGEST_BITS = 128
+_DIGEST_MASK = (1 << _DIGEST_BITS) - 1
+
+Verdict = Literal["new", "duplicate", "conflict"]
+_NOTHING: dict[str, int] = {}
+
+
+def fingerprint(event: InputEvent) -> int:
+    """A digest of the fields that were set, with their parsed values: two encodings of the same event
+    (key order, spacing, the same time written with a lower-case `t`) give the same digest, as they
+    give the same `model_dump_json(exclude_unset=True)`.
+
+    Every field that was not set is None, so the values in field order say which fields were set,
+    except for a field set to an explicit null: those (rare) are named after the values."""
+    values = event.__dict__
+    given = event.__pydantic_fields_set__
+    content = orjson.dumps(values, default=_nested)
+    if len(given) != len(values) - list(values.values()).count(None):
+        content += b"|" + ",".join(sorted(k for k, v in values.items() if v is None and k in given)).encode()
+    return int.from_bytes(hashlib.blake2b(content, digest_size=_DIGEST_BITS // 8).digest())
+
+
+def _nested(value: object) -> object:
+    if isinstance(value, BaseModel):  # a trip of a case report: its fields that were set, as its JSON has them
+        return {k: v for k, v in value.__dict__.items() if k in value.model_fields_set}
+    raise TypeError(f"{type(value).__name__} in an event")
+
+
+@dataclass(slots=True)
+class SeenKeys:
+    # source unit -> event id -> (microseconds since the epoch when seen << 128) | content digest
+    _by_unit: dict[str, dict[str, int]] = field(default_factory=dict)
+    # hour (since the epoch) a key was seen in -> the keys, as two parallel lists (no tuple per key)
+    _hours: dict[int, tuple[list[str], list[str]]] = field(default_factory=dict)
+    _count: int = 0
+
+    def judge(self, source_unit: str, event_id: str, digest: int) -> Verdict:
+        known = self._by_unit.get(source_unit, _NOTHING).get(event_id)
+        if known is None:
+            return "new"
+        return "duplicate" if known & _DIGEST_MASK == digest else "conflict"
+
+    def remember(self, source_unit: str, event_id: str, digest: int, seen_at: datetime) -> None:
+        micros = _micros(seen_at)
+        ids = self._by_unit.get(source_unit)
+        if ids is None:
+            ids = self._by_unit[source_unit] = {}
+        if event_id not in ids:
+            self._count += 1
+        ids[event_id] = (micros << _DIGEST_BITS) | digest
+        hour = self._hours.get(micros // _HOUR)
+        if hour is None:
+            hour = self._hours[micros // _HOUR] = ([], [])
+        hour[0].append(source_unit)
+        hour[1].append(event_id)
+
+    def forget(self, source_unit: str, event_id: str) -> None:
+        ids = self._by_unit.get(source_unit)
+        if ids is not None and ids.pop(event_id, None) is not None:
+            self._count -= 1
+
+    def evict(self, before: datetime) -> None:
+        """Forget every key seen before `before` (exactly: the hour `before` falls in is sorted key by key)."""
+        cutoff = _micros(before)
+        for hour in sorted(h for h in self._hours if h <= cutoff // _HOUR):
+            units, ids = self._hours.pop(hour)
+            kept_units: list[str] = []
+            kept_ids: list[str] = []
+            for source_unit, event_id in zip(units, ids, strict=True):
+                known = self._by_unit.get(source_unit, _NOTHING).get(event_id)
+                if known is None:
+                    continue  # forgotten already, or filed again under a later hour
+                if known >> _DIGEST_BITS < cutoff:
+                    if (known >> _DIGEST_BITS) // _HOUR == hour:
+                        del self._by_unit[source_unit][event_id]
+                        self._count -= 1
+                elif (known >> _DIGEST_BITS) // _HOUR == hour:
+                    kept_units.append(source_unit)
+                    kept_ids.append(event_id)
+            if kept_ids:
+                self._hours[hour] = (kept_units, kept_ids)
+
+    def __len__(self) -> int:
+        return self._count

@@ -1,0 +1,210 @@
+"""`python -m bench`: measure the bus against its limit, on this machine, in one run.
+
+    python -m bench            the full run (1,000,000 events through the core; ~15-25 minutes)
+    python -m bench --quick    a small run in under a minute (CI runs it so the benchmark keeps working)
+
+Prints a table, writes every figure to bench-out/results.json and draws bench-out/results.png.
+Other processes on the machine change the figures: the load average is recorded next to each one.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from bench.directory import write_bench_directory
+from bench.loadgen import LoadSpec, lines
+from bench.measure_core import measure_core, measure_memory
+from bench.plot import draw, rates
+from bench.system import load_average
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"core": 100_000, "live": 20_000, "live_ratio": 0.5, "p99_ms": 100, "rss_mb": 500, "recovery_s": 30}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    core_events: int
+    live_events: int
+    live_timeout_s: float
+    latency_rate: int
+    latency_seconds: float
+    memory_persons: int
+    broker: bool
+
+
+FULL = Plan(core_events=1_000_000, live_events=200_000, live_timeout_s=300, latency_rate=2000, latency_seconds=60,
+            memory_persons=1_000_000, broker=True)
+QUICK = Plan(core_events=20_000, live_events=2_000, live_timeout_s=30, latency_rate=2000, latency_seconds=4,
+             memory_persons=10_000, broker=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--quick", is_flag=True, help="A small version in under a minute (what CI runs).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=ROOT / "bench-out", show_default=True,
+              help="Where the load, the results (results.json, results.png) and the logs go.")
+@click.option("--no-broker", is_flag=True, help="Only the core and memory figures (no Kafka needed).")
+@click.option("--core-events", type=int, help="Events through `jpc replay` (default 1,000,000; quick 20,000).")
+@click.option("--live-events", type=int, help="Events published into the live worker (default 200,000; quick 2,000).")
+@click.option("--live-timeout", type=float, help="Stop the live run after this many seconds and report the rate so "
+              "far (default 300; quick 30).")
+@click.option("--persons", type=int, help="Distinct people held for the memory figure (default 1,000,000).")
+@click.option("--seed", type=int, default=20200124, show_default=True, help="Seed of the synthetic load.")
+def main(quick: bool, out_dir: Path, no_broker: bool, core_events: int | None, live_events: int | None,
+         live_timeout: float | None, persons: int | None, seed: int) -> None:
+    """Benchmark the bus: core, limit, live, latency, memory and recovery, with the machine's load."""
+    base = QUICK if quick else FULL
+    plan = Plan(core_events or base.core_events, live_events or base.live_events,
+                live_timeout or base.live_timeout_s, base.latency_rate, base.latency_seconds,
+                persons or base.memory_persons, base.broker and not no_broker)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    directory_path = out_dir / "directory.yaml"
+    directory = write_bench_directory(directory_path)
+    spec = LoadSpec(events=plan.core_events, seed=seed)
+    load_path = out_dir / f"{spec.name}.jsonl"
+    if not load_path.exists():
+        _say(f"generating {spec.events:,} events -> {load_path}")
+        tmp = load_path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            for line in lines(directory, spec):
+                f.write(line + b"\n")
+        tmp.replace(load_path)
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick,
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_at_start": load_average()},
+        "load": {"file": str(load_path), "events": spec.events, "persons": spec.persons,
+                 "per_minute_of_event_time": spec.per_minute, "seed": seed, "checkpoints": len(directory.checkpoints),
+                 "regions": len(directory.regions), "mix": _mix(load_path)},
+        "targets": TARGETS,
+    }
+    starting = None
+    if quick and plan.broker:  # CI: the broker's start (mostly waiting) overlaps the core figures
+        from concurrent.futures import ThreadPoolExecutor
+
+        from bench.kafka import start_broker
+        from bench.live_run import BROKER_DATA
+
+        _say("broker: starting in the background (quick mode)")
+        starting = ThreadPoolExecutor(1).submit(start_broker, BROKER_DATA)
+    try:
+        _say(f"core: jpc replay over {spec.events:,} events")
+        results["core"] = measure_core(directory_path, load_path, spec.events, out_dir)
+        _say(f"memory: an engine holding {plan.memory_persons:,} distinct people")
+        results["memory"] = measure_memory(directory_path, plan.memory_persons, out_dir)
+    except BaseException:
+        if starting is not None:
+            starting.result().stop()
+        raise
+    if plan.broker:
+        from bench.live_run import run_broker_figures
+
+        results |= run_broker_figures(directory, directory_path, plan, seed, out_dir, _say, starting)
+    results["seconds"] = round(time.time() - started, 1)
+    results["verdict"] = verdict(results)
+    (out_dir / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    (out_dir / "results.png").write_bytes(picture(results))
+    print(table(results))
+    print(f"\nfigures: {out_dir / 'results.json'}   picture: {out_dir / 'results.png'}")
+
+
+def verdict(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target with the figure measured and whether it is met."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def judge(name: str, value: float | None, target: float, higher_is_better: bool) -> None:
+        met = None if value is None else (value >= target if higher_is_better else value <= target)
+        out[name] = {"value": value, "target": target, "met": met}
+
+    judge("core_events_per_s", r["core"]["events_per_s"], TARGETS["core"], True)
+    judge("memory_rss_mb", r["memory"]["peak_rss_mb_before_snapshot"], TARGETS["rss_mb"], False)
+    if "live" in r:
+        judge("live_events_per_s", r["live"]["events_per_s"], TARGETS["live"], True)
+        judge("live_to_limit", r["live"].get("ratio_to_limit"), TARGETS["live_ratio"], True)
+        judge("latency_p99_ms", r["latency"]["p99_ms"], TARGETS["p99_ms"], False)
+        judge("recovery_s", r["recovery"]["seconds"], TARGETS["recovery_s"], False)
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [("figure", "measured", "target", "met", "load (1/5/15 min)")]
+
+    def row(name: str, key: str, shown: str, load: str) -> None:
+        v = r["verdict"].get(key)
+        if v is not None:
+            met = "n/a" if v["met"] is None else ("yes" if v["met"] else "NO")
+            rows.append((name, shown, f"{'>=' if key in _HIGHER else '<='} {v['target']:,}", met, load))
+
+    core, mem = r["core"], r["memory"]
+    row("core (jpc replay)", "core_events_per_s", f"{core['events_per_s']:,} ev/s "
+        f"({core['events']:,} ev, {core['seconds']} s, cpu {core['events_per_cpu_s']:,} ev/s)", core["load_before"])
+    row("memory (engine)", "memory_rss_mb", f"{mem['peak_rss_mb_before_snapshot']:,} MB at {mem['persons']:,} persons "
+        f"({mem['peak_rss_mb']:,} MB with snapshot)", mem["load_before"])
+    if "live" in r:
+        lim, live, lat, rec = r["limit"], r["live"], r["latency"], r["recovery"]
+        rows.append(("limit (aiokafka pass-through)", f"{lim['events_per_s']:,} ev/s ({lim['events']:,} ev)", "", "",
+                     lim["load_before"]))
+        done = "" if live["finished"] else f", stopped after {live['seconds']} s"
+        row("live (jpc worker --clock event)", "live_events_per_s",
+            f"{live['events_per_s']:,} ev/s ({live['events_processed']:,}/{live['events']:,} ev{done})",
+            live["load_before"])
+        row("live / limit", "live_to_limit", f"{live.get('ratio_to_limit')}", live["load_before"])
+        row("latency p99 @ 2,000 ev/s", "latency_p99_ms", f"{lat['p99_ms']} ms (p50 {lat['p50_ms']}, p99.9 "
+            f"{lat['p999_ms']}, n={lat['samples']:,}, offered {lat['offered_events_per_s']:,} ev/s)",
+            lat["load_before"])
+        row("recovery (restart to first escalation)", "recovery_s", f"{rec['seconds']} s "
+            f"({rec['state_records_in_changelog']:,} changelog records)", rec["load_before"])
+    widths = [max(len(str(x[i])) for x in rows) for i in range(5)]
+    lines_ = [" | ".join(str(c).ljust(w) for c, w in zip(x, widths, strict=True)) for x in rows]
+    lines_.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines_)
+
+
+_HIGHER = {"core_events_per_s", "live_events_per_s", "live_to_limit"}
+
+
+def picture(r: dict[str, Any]) -> bytes:
+    throughput: dict[str, list[tuple[float, float]]] = {}
+    if "live" in r:
+        throughput["live worker (engine stage)"] = rates([(t, e) for t, _, e in r["live"]["samples"]])
+        throughput["limit (pass-through)"] = rates([(0.0, 0), *r["limit"]["samples"]], window=0.25)
+        lat = r["latency"]
+        percentiles = {"p50": lat["p50_ms"], "p99": lat["p99_ms"], "p99.9": lat["p999_ms"]}
+        latencies = lat["latencies_ms"]
+    else:
+        percentiles, latencies = {}, []
+    subtitle = f"jpc-bus benchmark {r['when']}  load at start {r['machine']['load_at_start']}  " \
+               f"{'quick' if r['quick'] else 'full'}"
+    return draw(throughput, latencies, percentiles, subtitle)
+
+
+def _mix(path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with path.open("rb") as f:
+        for line in f:
+            kind = line.split(b'"kind":"', 1)[1].split(b'"', 1)[0].decode() if b'"kind":"' in line else "?"
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
