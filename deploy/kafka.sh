@@ -243,6 +243,7 @@ min.insync.replicas=$min_isr
 offsets.topic.replication.factor=$rf
 # 5 instead of 50 partitions: the offsets topic dominates start-up time on a 2-core test machine.
 offsets.topic.num.partitions=5
+transaction.state.log.num.partitions=5
 transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$min_isr
 unclean.leader.election.enable=false

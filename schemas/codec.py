@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, TypeVar, get_args
 
 import orjson
@@ -203,6 +203,7 @@ _set = object.__setattr__
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]+")
 _ELEVEN_DIGITS = re.compile(r"\d{11}")  # both identifiers hold a run of at least 11 digits
 _TIMES: dict[str, datetime] = {}  # events of one second share their timestamps: parse each once
+_ZONES: dict[tzinfo, tzinfo] = {}
 _SHARED: dict[str, str] = {}  # unit, checkpoint and region ids: one string object each, not one per event
 _BOUND = 100_000  # both caches are cleared when full: input decides what is in them
 
@@ -219,8 +220,14 @@ def _time(value: Any) -> Any:
         parsed = datetime.fromisoformat(value.upper())
     except ValueError:
         return _NO
-    if parsed.tzinfo is None or not EARLIEST <= parsed < LATEST:
+    zone = parsed.tzinfo
+    if zone is None or not EARLIEST <= parsed < LATEST:
         return _NO
+    # One zone object per offset: each parse makes its own, and a fortnight of events would otherwise hold
+    # (and every engine snapshot pickle) a million copies of "+08:00". Equal zones, equal datetimes.
+    shared = _ZONES.setdefault(zone, zone)
+    if shared is not zone:
+        parsed = parsed.replace(tzinfo=shared)
     if len(_TIMES) >= _BOUND:
         _TIMES.clear()
     _TIMES[value] = parsed

@@ -9,23 +9,16 @@
 refusal raises `EventRefused` naming the field. `publish()` returns only once every in-sync replica
 has the record (acks=all), and the producer is idempotent: its own retries are never written twice.
 
-On a poor link, spool first (store and forward, exactly once even if the process is killed):
-
-    async with SpoolingClient("127.0.0.1:9092", spool="/var/spool/jpc", source_unit="railway") as bus:
-        await bus.publish(bus.event("checkpoint_alert", checkpoint_id="gy-rail", ...))
-
-`SpoolingClient.publish()` returns once the event is on local disk (fsync); a background forwarder
-sends the spool whenever the broker is reachable (see streams/spool.py and streams/forwarder.py).
+On a poor link, spool first with `jpc publish --spool DIR` (store and forward, exactly once even if
+the process is killed; streams/spool.py and streams/forwarder.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,12 +28,10 @@ from aiokafka.structs import RecordMetadata
 
 from schemas.codec import Refusal, decode_event, encode_event
 from schemas.events import InputEvent
-from streams.forwarder import Forwarder
 from streams.keys import record_key
-from streams.spool import Admission, Spool
 from streams.topics import INPUT_TOPIC_OF_KIND
 
-__all__ = ["EventRefused", "MemberUnitClient", "SpoolingClient", "build_event", "record_key"]
+__all__ = ["EventRefused", "MemberUnitClient", "build_event", "record_key"]
 
 Clock = Callable[[], datetime]
 
@@ -130,67 +121,6 @@ class MemberUnitClient:
         result: asyncio.Future[RecordMetadata] = await self._producer.send(
             INPUT_TOPIC_OF_KIND[event.kind], value=raw, key=record_key(event))
         return result
-
-
-class SpoolingClient:
-    """Store and forward: `publish` spools durably; a background task forwards, exactly once.
-
-    On leaving the `async with`, the client waits up to `drain_timeout_s` for the spool to empty;
-    whatever is still spooled then is sent by the next client (or `jpc publish --spool DIR --drain`).
-    """
-
-    def __init__(self, bootstrap: str | list[str], spool: str | Path, *, source_unit: str | None = None,
-                 clock: Clock = local_now, timeout_s: float = 30.0, drain_timeout_s: float = 10.0) -> None:
-        self.source_unit = source_unit
-        self._clock = clock
-        self._drain_timeout_s = drain_timeout_s
-        self.spool = Spool(Path(spool))
-        self._forwarder = Forwarder(self.spool, _servers(bootstrap), timeout_s=timeout_s)
-        self._task: asyncio.Task[int] | None = None
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._forwarder.run(), name="jpc-spool-forwarder")
-        return self
-
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        assert self._task is not None
-        self._forwarder.finish()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), self._drain_timeout_s)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        finally:
-            self.spool.close()
-
-    def event(self, kind: str, **fields: Any) -> InputEvent:
-        """Build and validate an event from this client's unit; raises EventRefused."""
-        return build_event(kind, _unit(self.source_unit, fields), self._clock, **fields)
-
-    async def publish(self, event: InputEvent) -> bool:
-        """Spool the event (on disk when this returns); False when the spool already had it."""
-        return await self.publish_raw(event, encode_event(event))
-
-    async def publish_json(self, raw: bytes) -> bool:
-        return await self.publish_raw(validate_json(raw), raw)
-
-    async def publish_raw(self, event: InputEvent, raw: bytes) -> bool:
-        if self._task is not None and self._task.done():
-            self._task.result()  # the forwarder stopped for good: say why rather than spool into the void
-        [admission] = self.spool.append([(event, raw)])
-        if admission is Admission.CONFLICT:
-            raise EventRefused("event_id", f"event_id: {event.event_id!r} from {event.source_unit} is already "
-                                           "spooled with different content")
-        self._forwarder.wake()
-        return admission is Admission.SPOOLED
-
-    @property
-    def waiting(self) -> int:
-        """Events spooled but not yet known to be on the bus."""
-        position = self._forwarder.position
-        return self.spool.waiting(position if position is not None else self.spool.sent_hint())
 
 
 def _unit(source_unit: str | None, fields: dict[str, Any]) -> str:

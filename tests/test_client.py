@@ -5,17 +5,15 @@ from __future__ import annotations
 import re
 import subprocess
 import textwrap
-import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 import streams.client
 from schemas.events import CheckpointHeartbeat
-from streams.client import EventRefused, MemberUnitClient, SpoolingClient, build_event, record_key
+from streams.client import EventRefused, MemberUnitClient, build_event, record_key
 from tests.conftest import JPC, Broker
-from tests.member_events import count_ids, end_offsets, good_event
+from tests.member_events import count_ids, end_offsets
 
 CST = timezone(timedelta(hours=8))
 AT = datetime(2020, 1, 24, 19, 10, 30, tzinfo=CST)
@@ -94,35 +92,3 @@ async def test_the_three_lines_of_the_docstring_publish_an_event(provisioned: Br
     counts = await count_ids(provisioned.bootstrap, starts, run)
     assert counts == {run: 1}
     assert record_key(heartbeat) == b"gy-east-toll"
-
-
-@pytest.mark.broker
-@pytest.mark.timeout(120)
-async def test_spooling_client_forwards_each_event_once(provisioned: Broker, tmp_path: Path) -> None:
-    run = f"cli-{uuid.uuid4().hex[:8]}"
-    starts = await end_offsets(provisioned.bootstrap)
-    spool = tmp_path / "spool"
-    async with SpoolingClient(provisioned.bootstrap, spool, source_unit="transport") as bus:
-        for i in range(20):
-            assert await bus.publish(bus.event("checkpoint_heartbeat", event_id=f"{run}-{i}",
-                                               checkpoint_id="gy-east-toll", screened=i)) is True
-        first = (spool / "0000000001.events").read_bytes().splitlines()[0]
-        assert f'"event_id":"{run}-0"'.encode() in first
-        assert await bus.publish_json(first) is False  # already spooled: skipped
-        with pytest.raises(EventRefused, match="already spooled with different content"):
-            await bus.publish_json(first.replace(b'"screened":0', b'"screened":7'))
-    counts = await count_ids(provisioned.bootstrap, starts, run)
-    assert counts == {f"{run}-{i}": 1 for i in range(20)}
-
-
-@pytest.mark.broker
-@pytest.mark.timeout(120)
-async def test_spooling_client_keeps_what_it_could_not_send(tmp_path: Path) -> None:
-    spool = tmp_path / "spool"
-    async with SpoolingClient("127.0.0.1:1", spool, source_unit="cdc", drain_timeout_s=1) as bus:
-        event = bus.event("case_report", **{k: v for k, v in good_event("keep", 2).items()
-                                            if k not in {"kind", "source_unit", "schema_version"}})
-        assert await bus.publish(event) is True
-        assert bus.waiting == 1
-    # Nothing was lost: the next client (or `jpc publish --spool DIR --drain`) sends it.
-    assert b'"event_id":"keep-2"' in (spool / "0000000001.events").read_bytes()
