@@ -127,18 +127,28 @@ def topics_create(brokers: str, directory_path: Path | None, app_id: str, replic
               help="How long records wait to be put back into reporting order across partitions before "
               "the engine sees them. Default: 2000 with --clock event (where order moves the clock), 0 with "
               "--clock wall. [env: JPC_REORDER_MS]")
+@click.option("--web/--no-web", "web", envvar="JPC_WEB_ENABLED", default=False, show_default=True,
+              help="Serve /metrics (Prometheus) and /health on 127.0.0.1; /health says 503 once records have "
+              "waited with nothing processed for JPC_HEALTH_STALL_S (30) s. [env: JPC_WEB_ENABLED]")
+@click.option("--web-port", envvar="JPC_WEB_PORT", type=int, default=6066, show_default=True,
+              help="Port of /metrics and /health (with --web). [env: JPC_WEB_PORT]")
 def worker(brokers: str, directory_path: Path | None, clock: str, app_id: str, data_dir: Path,
-           reorder_ms: int | None) -> None:
+           reorder_ms: int | None, web: bool, web_port: int) -> None:
     """Run the live bus: validate inputs, correlate, route escalations, climb the ladder.
 
     Checks at start that every topic exists as the catalogue says (run `jpc topics create` first).
     Stop with Ctrl-C or SIGTERM: in-flight work is finished and committed.
+
+    The engine's state is snapshotted every JPC_SNAPSHOT_EVERY_S seconds (default 2) or
+    JPC_SNAPSHOT_EVERY_RECORDS records (default 50000); offsets are committed up to the last snapshot,
+    and a restarted worker applies the records after it again. JPC_UVLOOP=0 keeps asyncio's own loop.
     """
     from streams.logging import configure
     from streams.provision import check
     from streams.topics import catalogue
 
-    settings = settings_from(brokers=brokers, app_id=app_id, data_dir=data_dir, clock=clock)
+    settings = settings_from(brokers=brokers, app_id=app_id, data_dir=data_dir, clock=clock, web_enabled=web,
+                             web_port=web_port)
     configure(settings.log_format, settings.log_level)
     directory = directory_or_fail(directory_path)
     specs = catalogue([u.id for u in directory.units], input_partitions=settings.input_partitions,

@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from agents.cli_common import BROKERS_OPTION, CONTEXT, fail, run_async
+from agents.cli_common import BROKERS_OPTION, CONTEXT, DIRECTORY_OPTION, directory_or_fail, fail, run_async
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from streams.duty_reading import UnitReading
     from streams.lag_rules import GroupVerdict, PartitionVerdict
 
 LAG_HELP = """Consumer lag of the worker and of duty officers, judged like Burrow.
@@ -39,6 +42,15 @@ longer than its commit interval judges growth better (the worker commits every s
 every 5 s).
 
 \b
+Units not reading: for every unit of the directory (those whose duty group was named, with
+--group), the revisions on jpc.escalations.<unit> at or after the committed offset of
+jpc.duty.<unit> (the earliest kept offset when it never committed) that are past their reading
+deadline: the revision's ack_deadline, and at least a minute after it was written. Each such unit
+is listed with its group, unread and overdue revisions and since when, and counts as WARN; the
+worker escalates it as unit_not_reading. Judged on the wall clock (against an event-clock worker's
+data, such as the 2020 demo, every unread revision is overdue).
+
+\b
 Exit status: 0 all OK, 1 worst is WARN, 2 any STALL or STOP (or an error, e.g. an unreachable
 broker). With --watch: the status of the last refresh.
 """
@@ -46,6 +58,7 @@ broker). With --watch: the status of the last refresh.
 
 @click.command(context_settings=CONTEXT, help=LAG_HELP)
 @BROKERS_OPTION
+@DIRECTORY_OPTION
 @click.option("--app-id", envvar="JPC_APP_ID", default="jpc-bus", show_default=True,
               help="The worker's app id: its consumer group. [env: JPC_APP_ID]")
 @click.option("--group", "-g", "groups", multiple=True, envvar="JPC_LAG_GROUPS", metavar="G",
@@ -65,18 +78,20 @@ broker). With --watch: the status of the last refresh.
                    "longer than the consumers' commit interval. [env: JPC_LAG_STALL_AFTER]")
 @click.option("--every", type=click.FloatRange(min=0), envvar="JPC_LAG_EVERY", default=3.0, show_default=True,
               metavar="S", help="With --watch: pause between measurements. [env: JPC_LAG_EVERY]")
-def lag(brokers: str, app_id: str, groups: tuple[str, ...], as_json: bool, show_all: bool, watch: bool,
-        window: float,
-        samples: int, stall_after: float, every: float) -> None:
+def lag(brokers: str, directory_path: Path | None, app_id: str, groups: tuple[str, ...], as_json: bool,
+        show_all: bool, watch: bool, window: float, samples: int, stall_after: float, every: float) -> None:
     import asyncio
     import signal
 
     import orjson
 
+    from streams.duty_reading import DutyReadingProbe, duty_group
     from streams.lag import LagProbe, UnknownGroup
     from streams.lag_rules import exit_code
 
     last_code = [2]
+    directory = directory_or_fail(directory_path)
+    units = [u.id for u in directory.units if u.duty_required and (not groups or duty_group(u.id) in groups)]
 
     async def measure() -> None:
         if watch:  # Ctrl-C or a supervisor's SIGTERM ends the watch with the last status, even where
@@ -85,18 +100,20 @@ def lag(brokers: str, app_id: str, groups: tuple[str, ...], as_json: bool, show_
             assert task is not None
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, task.cancel)
-        async with LagProbe(brokers.split(",")) as probe:
+        async with LagProbe(brokers.split(",")) as probe, DutyReadingProbe(brokers.split(",")) as reading:
             while True:
                 names = list(groups) or await probe.default_groups(app_id)
                 verdicts = await probe.measure(names, app_id, window, samples, stall_after, explicit=bool(groups))
-                last_code[0] = exit_code(verdicts)
+                behind = [r for r in await reading.scan(units, datetime.now(UTC)) if r.behind]
+                last_code[0] = exit_code(verdicts, len(behind))
                 if as_json:
-                    sys.stdout.buffer.write(orjson.dumps(lag_json(verdicts, brokers)) + b"\n")
+                    sys.stdout.buffer.write(orjson.dumps(lag_json(verdicts, brokers, behind)) + b"\n")
                     sys.stdout.flush()
                 else:
                     if watch and sys.stdout.isatty():
                         click.echo("\x1b[2J\x1b[H", nl=False)  # redraw in place
-                    click.echo(render_table(verdicts, brokers, colour=sys.stdout.isatty(), show_all=show_all))
+                    click.echo(render_table(verdicts, brokers, colour=sys.stdout.isatty(), show_all=show_all,
+                                            not_reading=behind))
                 if not watch:
                     return
                 await asyncio.sleep(every)
@@ -110,19 +127,30 @@ def lag(brokers: str, app_id: str, groups: tuple[str, ...], as_json: bool, show_
     sys.exit(last_code[0])
 
 
-def lag_json(verdicts: list[GroupVerdict], brokers: str) -> dict[str, Any]:
-    from streams.lag_rules import exit_code, worst
+def lag_json(verdicts: list[GroupVerdict], brokers: str, not_reading: list[UnitReading] | None = None
+             ) -> dict[str, Any]:
+    from streams.lag_rules import exit_code, overall
 
+    behind = not_reading or []
     return {
         "brokers": brokers,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "status": worst(v.status for v in verdicts).value,
-        "exit_code": exit_code(verdicts),
+        "status": overall(verdicts, len(behind)).value,
+        "exit_code": exit_code(verdicts, len(behind)),
+        "not_reading": [_reading_json(r) for r in behind],
         "groups": {v.group: {
             "status": v.status.value, "state": v.state, "members": v.members, "lag": v.lag,
             "samples": v.samples, "window_s": round(v.window_s, 3),
             "partitions": [_partition_json(p) for p in v.partitions],
         } for v in verdicts},
+    }
+
+
+def _reading_json(r: UnitReading) -> dict[str, Any]:
+    return {
+        "unit_id": r.unit_id, "group": r.group, "topic": r.topic, "committed": r.committed, "end": r.end,
+        "unread": r.unread, "overdue": r.overdue,
+        "unread_since": None if r.unread_since is None else r.unread_since.isoformat(), "status": "WARN",
     }
 
 
@@ -141,7 +169,8 @@ _COLUMNS = ("TOPIC", "PART", "COMMITTED", "END", "LAG", "TIME LAG", "CONSUME/S",
             "STATUS")
 
 
-def render_table(verdicts: list[GroupVerdict], brokers: str, colour: bool = False, show_all: bool = False) -> str:
+def render_table(verdicts: list[GroupVerdict], brokers: str, colour: bool = False, show_all: bool = False,
+                 not_reading: list[UnitReading] | None = None) -> str:
     def paint(status: str) -> str:
         return click.style(status, fg=_COLOURS[status], bold=status != "OK") if colour else status
 
@@ -164,6 +193,16 @@ def render_table(verdicts: list[GroupVerdict], brokers: str, colour: bool = Fals
             out.append(f"  {counted} caught up: {_ranges(quiet)}")
     if not verdicts:
         out.append(f"no consumer groups to measure on {brokers}")
+    if not_reading:
+        out.append(f"units not reading  {paint('WARN')}  ({len(not_reading)} with revisions unread past their "
+                   "deadline; escalated as unit_not_reading)")
+        rows = [("UNIT", "GROUP", "UNREAD", "OVERDUE", "UNREAD SINCE")] + [
+            (r.unit_id, r.group, str(r.unread), str(r.overdue),
+             "-" if r.unread_since is None else r.unread_since.isoformat(timespec="seconds"))
+            for r in not_reading]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        out += ["  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
+                                 enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
     return "\n".join(out)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 
@@ -13,7 +14,7 @@ META = "meta"
 
 
 def pack(blob: bytes, applied_offset: int) -> dict[str, bytes]:
-    packed = zlib.compress(blob, level=1)  # speed over ratio: this runs after every batch
+    packed = zlib.compress(blob, level=1)  # speed over ratio: this runs every few seconds
     chunks = [packed[i:i + CHUNK] for i in range(0, len(packed), CHUNK)] or [b""]
     entries = {f"chunk/{i}": c for i, c in enumerate(chunks)}
     entries[META] = orjson.dumps({"applied_offset": applied_offset, "chunks": len(chunks),
@@ -34,3 +35,39 @@ def unpack(get: Callable[[str], bytes | None]) -> tuple[bytes, int] | None:
     if hashlib.sha256(packed).hexdigest() != meta["sha256"]:
         raise RuntimeError("engine snapshot does not match its checksum")
     return zlib.decompress(packed), int(meta["applied_offset"])
+
+
+@dataclass(slots=True)
+class Cadence:
+    """When the engine writes its next snapshot: `every_s` after the first record it does not cover, or once
+    `every_records` are waiting, whichever comes first. A whole-state snapshot grows with the state (seconds
+    at a million persons), so the gap between two is also kept at least `1 / max_share` times what the last
+    one took: snapshots never take more than that share of the engine's time. Until a snapshot covers them,
+    records stay unacknowledged (uncommitted), and a restarted engine applies them again."""
+
+    every_s: float
+    every_records: int
+    max_share: float = 0.1
+    records: int = 0  # applied since the last snapshot
+    first_at: float | None = None  # when the oldest of them was applied
+    last_at: float = float("-inf")  # when the last snapshot was written
+    last_took: float = 0.0
+
+    def applied(self, count: int, now: float) -> None:
+        if count and self.first_at is None:
+            self.first_at = now
+        self.records += count
+
+    def due(self, now: float) -> bool:
+        if not self.records or self.first_at is None:
+            return False
+        if now - self.last_at < self.last_took / self.max_share:
+            return False
+        return self.records >= self.every_records or now - self.first_at >= self.every_s
+
+    def written(self, at: float, took: float) -> None:
+        self.records, self.first_at, self.last_at, self.last_took = 0, None, at, took
+
+    def forget(self) -> None:
+        """The records were left to be applied again (a rebalance took the engine's partition)."""
+        self.records, self.first_at = 0, None

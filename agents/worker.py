@@ -6,35 +6,47 @@ Two stages:
             one order in which the engine sees them (as replay sees the lines of a file).
   engine  - consumes `jpc.intake` and runs the core; every revision goes to `jpc.escalations` and
             to `jpc.escalations.<unit>` for each unit it is routed to. Its state is a snapshot in
-            a changelog-backed table, written after each batch and before the batch is acked.
+            a changelog-backed table, written every few seconds (JPC_SNAPSHOT_EVERY_S, or
+            JPC_SNAPSHOT_EVERY_RECORDS), a timer seeing to it when no batch comes; intake records
+            are acked only once a snapshot includes them.
 
 Delivery is at-least-once: outputs are awaited until the broker acknowledges them before the
 events that caused them are acked, and Faust flushes the producer (the snapshot included) before
-it commits. A restarted engine resumes from its snapshot and skips intake records it already
-applied; a record processed twice re-sends byte-identical revisions, which readers drop by
-(escalation_id, revision).
+it commits. A restarted engine resumes from its snapshot, skips intake records it includes and
+applies the later ones again; a record processed twice re-sends byte-identical revisions, which readers drop by
+(escalation_id, revision). An event that makes a rule raise is dead-lettered and leaves no other
+trace. Anything else that fails a batch, or outputs the broker does not acknowledge, stops the
+process (exit 70, or 75) before the batch is acked: run the worker under a supervisor that starts
+it again (systemd Restart=on-failure, a Kubernetes pod), and it resumes from the last commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 import orjson
 
 from agents.core.engine import ClockMode, Engine, Source
-from agents.snapshots import META, pack, unpack
+from agents.reading_monitor import ReadingMonitor, report_of
+from agents.snapshots import META, Cadence, pack, unpack
+from agents.worker_web import install as install_watch
 from schemas.codec import Refusal, decode_event
 from schemas.dead_letter import DeadLetter
 from schemas.directory import Directory
 from schemas.escalation import Escalation, revision_json
+from schemas.personal_data import redact_identifiers
 from streams.app import make_app
 from streams.logging import get_logger
 from streams.settings import Settings
@@ -42,13 +54,36 @@ from streams.topics import DEAD_LETTER, ESCALATIONS, INPUT_TOPIC_OF_KIND, INPUT_
 
 log = get_logger("worker")
 Output = tuple[str, bytes, bytes]  # topic, key, value
+EXIT_OUTPUT_REFUSED = 75  # EX_TEMPFAIL: the broker did not take what the worker had to write; start it again
+EXIT_FAILED = 70  # EX_SOFTWARE: a batch could not be processed (see stop_worker)
 
 
 @dataclass(slots=True)
 class EngineRuntime:
     engine: Engine
     applied_offset: int = -1
-    blob: bytes | None = None  # the engine's snapshot as of applied_offset: what a poison event rolls back to
+    blob: bytes | None = None  # the last snapshot (None: a new engine): what a poison event rolls back to...
+    blob_offset: int = -1  # ...the last intake offset it includes...
+    since: list[tuple[int, bytes | None]] = field(default_factory=list)  # ...and the records applied after it
+    # (offset, value; None for a poison event, which left no trace)
+
+    def rewind(self) -> None:
+        """Back to the state before the current batch: the last snapshot, and the records applied since."""
+        engine = self.engine
+        self.engine = (Engine.restore(engine.directory, self.blob, engine.mode) if self.blob is not None
+                       else Engine(engine.directory, engine.mode))
+        self.applied_offset = self.blob_offset
+        for offset, value in self.since:
+            if value is None:
+                self.applied_offset = offset
+            else:
+                apply_intake(self, offset, value)  # outputs already sent: a rule raised on none of these
+
+    def rebase(self) -> bytes:
+        """A new snapshot of the engine as it is: what the next rewind starts from."""
+        self.blob, self.blob_offset = self.engine.snapshot(), self.applied_offset
+        self.since.clear()
+        return self.blob
 
 
 # Records this worker writes must fit in a Kafka record (the broker's default limit is about 1 MB) whatever
@@ -63,7 +98,8 @@ def intake_record(topic: str, partition: int, offset: int, received_at: datetime
         # A valid event is small, but JSON allows any amount of whitespace, and tabs or newlines escaped in
         # this record would double a 1 MB event past the limit: carry a large one without its whitespace
         # (the stdlib keeps what pydantic accepted; the original bytes stay in the input topic).
-        text = json.dumps(json.loads(text), separators=(",", ":"))
+        with suppress(ValueError, RecursionError):
+            text = json.dumps(json.loads(text), separators=(",", ":"))
     return orjson.dumps({"topic": topic, "partition": partition, "offset": offset,
                          "received_at": received_at.isoformat(), "event": text})
 
@@ -124,6 +160,21 @@ def judge_input(topic: str, partition: int, offset: int, raw: bytes | None, now:
                                   decoded.event_id, decoded.source_unit), None
     order = (decoded.reported.timestamp(), decoded.event_id, decoded.source_unit)
     return (INTAKE, topic.encode(), intake_record(topic, partition, offset, now, raw)), order
+
+
+def judge_safely(topic: str, partition: int, offset: int, raw: bytes | None, now: datetime
+                 ) -> tuple[Output, SortKey | None] | None:
+    """judge_input, with a record that makes it raise dead-lettered like any refusal: one hostile record
+    must not stop the intake (the intake's poison event)."""
+    try:
+        return judge_input(topic, partition, offset, raw, now)
+    except Exception as exc:
+        log.exception("judging raised", topic=topic, partition=partition, offset=offset)
+        source = Source(topic=topic, partition=partition, offset=offset)
+        # Nothing tells its `phone` from a guarded field here: redact every identifier, as for unparsed bytes.
+        text = redact_identifiers((raw or b"").decode("utf-8", errors="surrogateescape"))
+        return dead_letter_output(source, text.encode("utf-8", errors="surrogateescape"), None,
+                                  f"(intake): judging raised {exc.__class__.__name__}"), None
 
 
 @dataclass(order=True, slots=True)
@@ -219,6 +270,29 @@ class ReorderBuffer:
         return len(self._heap)
 
 
+# The engine's snapshot lives in two slots of the table, and SLOT names the one that is whole. A snapshot is
+# several entries (chunks, then their meta) and a crash can land between two of them: overwriting the only
+# copy in place left a meta that did not match its chunks, and the worker could not start again (found by
+# the fault tests, kill -9 mid-write). Changelog writes reach the broker in order, so the pointer, written
+# last, is on the log only if the slot it names is. Tables written before slots existed have no SLOT.
+SLOT = "slot"
+
+
+def snapshot_reader(get: Callable[[str], bytes | None]) -> Callable[[str], bytes | None]:
+    """The table getter seen through the slot that holds the last whole snapshot."""
+    slot = get(SLOT)
+    if slot is None:
+        return get  # no snapshot yet, or one written before slots
+    prefix = slot.decode() + "/"
+    return lambda key: get(prefix + key)
+
+
+def snapshot_entries(blob: bytes, applied_offset: int, get: Callable[[str], bytes | None]) -> list[tuple[str, bytes]]:
+    """The table writes for a new snapshot, in order: the slot not in use, then the pointer to it."""
+    slot = "b" if get(SLOT) == b"a" else "a"
+    return [(f"{slot}/{key}", value) for key, value in pack(blob, applied_offset).items()] + [(SLOT, slot.encode())]
+
+
 def snapshot_offset(get: Callable[[str], bytes | None]) -> int:
     meta = get(META)
     return int(orjson.loads(meta)["applied_offset"]) if meta else -1
@@ -229,7 +303,7 @@ def restore_runtime(directory: Directory, clock: ClockMode, get: Callable[[str],
     if restored is None:
         return EngineRuntime(Engine(directory, clock))
     blob, applied = restored
-    runtime = EngineRuntime(Engine.restore(directory, blob, clock), applied, blob)
+    runtime = EngineRuntime(Engine.restore(directory, blob, clock), applied, blob, applied)
     log.info("engine restored", applied_offset=applied, clock=str(runtime.engine.clock))
     return runtime
 
@@ -243,6 +317,13 @@ def apply_intake(runtime: EngineRuntime, offset: int, value: bytes) -> list[Outp
     engine = runtime.engine
     if "tick" in record:
         return [o for r in engine.advance(datetime.fromisoformat(record["tick"])) for o in revision_outputs(r)]
+    if "reading" in record:  # a unit's duty group as the reading monitor saw it (agents/reading_monitor.py)
+        try:
+            report = report_of(record["reading"])
+        except ValueError:
+            log.warning("intake record is no reading report; skipped", offset=offset)
+            return []
+        return [o for r in engine.observe_reading(report, Source(INTAKE, 0, offset)) for o in revision_outputs(r)]
     raw = record["event"].encode("utf-8")
     source = Source(topic=record["topic"], partition=record["partition"], offset=record["offset"])
     decoded = decode_event(raw)
@@ -262,6 +343,16 @@ def apply_intake(runtime: EngineRuntime, offset: int, value: bytes) -> list[Outp
     return outputs
 
 
+@dataclass(slots=True)
+class EngineStage:
+    """The correlate agent's runtime, shared with the timer that snapshots it and the rebalance handler."""
+
+    cadence: Cadence
+    runtime: EngineRuntime | None = None
+    held: list[Any] = field(default_factory=list)  # intake events applied since the last snapshot: not acked
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class PoisonEvent(Exception):
     """A rule raised on the intake record at `offset`; `letter` is its dead letter."""
 
@@ -275,12 +366,12 @@ def apply_batch(runtime: EngineRuntime, records: list[tuple[int, bytes]]) -> lis
 
     A rule that raises does so part-way through the engine's handling of the event: timers due before it
     have already fired (their revisions are lost with the exception) and its key is marked as seen. So
-    the engine goes back to its state at the start of the batch and runs the batch again without that
-    event, which is dead-lettered: afterwards the state is as if it had never been published, as replay
-    of the file without it would leave it (found by tests/test_faults_hostile.py).
+    the engine goes back to its state at the start of the batch (the last snapshot, then the records
+    applied since) and runs the batch again without that event, which is dead-lettered: afterwards the
+    state is as if it had never been published, as replay of the file without it would leave it (found by
+    tests/test_faults_hostile.py).
     """
     start_offset = runtime.applied_offset
-    start = runtime.blob if runtime.blob is not None else runtime.engine.snapshot()
     poisoned: dict[int, Output] = {}
     while True:
         outputs: list[Output] = []
@@ -292,23 +383,40 @@ def apply_batch(runtime: EngineRuntime, records: list[tuple[int, bytes]]) -> lis
                         outputs.append(poisoned[offset])
                     continue
                 outputs += apply_intake(runtime, offset, value)
+            runtime.since += [(offset, None if offset in poisoned else value)
+                              for offset, value in records if offset > start_offset]
             return outputs
         except PoisonEvent as poison:
             poisoned[poison.offset] = poison.letter
-            engine = runtime.engine
-            runtime.engine = Engine.restore(engine.directory, start, engine.mode)
-            runtime.applied_offset = start_offset
+            runtime.rewind()
 
 
 async def send_all(app: faust.App, outputs: list[Output]) -> None:
     """Send and wait until the broker has acknowledged every record (acks=all)."""
-    futures = [await app.producer.send(topic, key, value, None, None, None) for topic, key, value in outputs]
-    if futures:
-        await asyncio.gather(*futures)
+    try:
+        futures = [await app.producer.send(topic, key, value, None, None, None) for topic, key, value in outputs]
+        if futures:
+            await asyncio.gather(*futures)
+    except Exception as exc:
+        # A record the broker refuses, or a broker gone past the producer's timeout: the idempotent producer is
+        # then out of sequence for good, and every later send would fail while the worker looked alive.
+        stop_worker("outputs not acknowledged by the broker", exc, EXIT_OUTPUT_REFUSED)
+
+
+def stop_worker(what: str, exc: BaseException, code: int) -> NoReturn:
+    """Stop the process at once. An agent that raised has its batch acked all the same (Faust's take_events
+    acks in a `finally`) and committed, so the batch would be lost while the worker went on as if nothing
+    happened (found by the fault tests). Stopping first leaves it unacked: whoever restarts the worker
+    (systemd, Kubernetes, the operator) resumes from the last commit."""
+    log.error(f"{what}: the worker stops", error=repr(exc), exit_code=code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reorder_s: float) -> faust.App:
     app = make_app(settings)
+    watch = install_watch(app, settings)  # /metrics and /health (agents/worker_web.py)
     inputs = app.topic(*INPUT_TOPICS, key_type=bytes, value_type=bytes, value_serializer="raw")
     intake = app.topic(INTAKE, key_type=bytes, value_type=bytes, value_serializer="raw", partitions=1)
     table = app.Table("engine", partitions=1, key_type=str, value_type=bytes, use_partitioner=True)
@@ -325,27 +433,32 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         async with reorder.lock:  # one releaser at a time keeps the intake log in sorted order
             held = reorder.due(reorder.clock(time.monotonic()))
             await send_all(app, [h.output for h in held])
+            watch.released(h.event for h in held)
             for h in held:
                 h.event.ack()
 
     @app.agent(inputs)
     async def judge(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(1000, within=0.05):
-            now, mono = datetime.now(UTC), reorder.clock(time.monotonic())
-            dead: list[Output] = []
-            for event in batch:
-                m = event.message
-                judged = judge_input(m.topic, m.partition, m.offset, event.value, now)
-                reorder.judged(m.tp, m.offset, judged[1] if judged is not None else None)
-                if judged is None:
-                    continue
-                output, order = judged
-                if order is None:
-                    dead.append(output)
-                else:
-                    reorder.hold(order, output, event, mono)
-            await send_all(app, dead)
-            await release()
+            try:
+                now, mono = datetime.now(UTC), reorder.clock(time.monotonic())
+                dead: list[Output] = []
+                for event in batch:
+                    m = event.message
+                    judged = judge_safely(m.topic, m.partition, m.offset, event.value, now)
+                    reorder.judged(m.tp, m.offset, judged[1] if judged is not None else None)
+                    watch.judged(judged)
+                    if judged is None:
+                        continue
+                    output, order = judged
+                    if order is None:
+                        dead.append(output)
+                    else:
+                        reorder.hold(order, output, event, mono)
+                await send_all(app, dead)
+                await release()
+            except Exception as exc:
+                stop_worker("intake failed on a batch", exc, EXIT_FAILED)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -362,23 +475,79 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
             except Exception:
                 log.exception("held records not released")
 
+    stage = EngineStage(Cadence(settings.snapshot_every_s, settings.snapshot_every_records))
+
+    def write_snapshot() -> None:
+        """Snapshot the engine into the table, then ack the intake records it covers. Their outputs are
+        already acknowledged by the broker, and Faust flushes the producer (the changelog writes) before it
+        commits their offsets: an offset is committed only once a snapshot including its record can be
+        restored. Runs under stage.lock."""
+        runtime = stage.runtime
+        if runtime is None:
+            return
+        started = time.monotonic()
+        for key, value in snapshot_entries(runtime.rebase(), runtime.applied_offset, table.get):
+            table[key] = value
+        for event in stage.held:
+            event.ack()
+        stage.held.clear()
+        done = time.monotonic()
+        stage.cadence.written(done, done - started)
+
     @app.agent(intake)
     async def correlate(stream: faust.StreamT[bytes]) -> None:
         # Snapshot writes pick their changelog partition from producer metadata (use_partitioner, since
-        # they happen after a batch, outside per-event iteration); fetch it once up front.
+        # they happen outside per-event iteration); fetch it once up front.
         await app.producer._ensure_producer().partitions_for(table.changelog_topic.get_topic_name())
-        runtime: EngineRuntime | None = None
         async for batch in stream.take_events(1000, within=0.05):
-            # Restore here, not before the loop: the agent body starts before Faust has recovered the
-            # table from its changelog, and events flow only once recovery is complete. Checking on
-            # every batch also picks up state another worker advanced while it held the partition.
-            if runtime is None or snapshot_offset(table.get) > runtime.applied_offset:
-                runtime = restore_runtime(directory, clock, table.get)
-            outputs = apply_batch(runtime, [(event.message.offset, event.value) for event in batch])
-            await send_all(app, outputs)
-            runtime.blob = runtime.engine.snapshot()
-            for key, value in pack(runtime.blob, runtime.applied_offset).items():
-                table[key] = value
+            async with stage.lock:
+                try:
+                    # Restore here, not before the loop: the agent body starts before Faust has recovered
+                    # the table from its changelog, and events flow only once recovery is complete. Checking
+                    # on every batch also picks up state another worker advanced while it held the partition.
+                    runtime = stage.runtime
+                    if runtime is None or snapshot_offset(snapshot_reader(table.get)) > runtime.applied_offset:
+                        for event in stage.held:  # the newer snapshot includes them
+                            event.ack()
+                        stage.held.clear()
+                        stage.cadence.forget()
+                        runtime = stage.runtime = restore_runtime(directory, clock, snapshot_reader(table.get))
+                        gc.freeze()  # the restored state is long-lived: keep the collector from scanning it again
+                    watch.engine_batch(runtime)
+                    outputs = apply_batch(runtime, [(event.message.offset, event.value) for event in batch])
+                    await send_all(app, outputs)
+                    watch.engine_sent(runtime, batch, outputs)
+                    for event in batch:
+                        event.message.incref()  # take_events acks the batch; the offset waits for a snapshot
+                    stage.held += batch
+                    stage.cadence.applied(len(batch), time.monotonic())
+                    if stage.cadence.due(time.monotonic()):
+                        write_snapshot()
+                except Exception as exc:
+                    stop_worker("engine failed on a batch", exc, EXIT_FAILED)
+
+    @app.timer(interval=min(0.2, settings.snapshot_every_s / 4))
+    async def snapshot_when_due() -> None:
+        """Idle or not, records applied wait at most about snapshot_every_s for their snapshot and commit."""
+        async with stage.lock:
+            try:
+                if stage.cadence.due(time.monotonic()):
+                    write_snapshot()
+            except Exception as exc:
+                stop_worker("engine snapshot failed", exc, EXIT_FAILED)
+
+    @app.on_partitions_revoked.connect
+    async def leave_engine(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        # Records applied since the last snapshot are not committed; whoever gets the partition (this worker
+        # again, most often) restores the snapshot and applies them again, re-sending identical outputs.
+        if not any(tp.topic in (INTAKE, table.changelog_topic.get_topic_name()) for tp in revoked):
+            return
+        async with stage.lock:
+            if stage.held:
+                log.info("engine records left to the partition's next owner", records=len(stage.held))
+            stage.held.clear()
+            stage.cadence.forget()
+            stage.runtime = None
 
     if clock == "wall":
         @app.timer(interval=1.0)
@@ -388,12 +557,35 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
             except Exception:
                 log.exception("clock tick not sent")
 
+    if clock == "wall" and settings.reading_every_s > 0:
+        async def send_reading(key: bytes, value: bytes) -> None:
+            await (await app.send(intake, key=key, value=value))  # awaited: a lost report is not sent again
+
+        monitor = ReadingMonitor(directory, settings.bootstrap, send_reading,
+                                 timeout_s=min(settings.request_timeout_s, 10.0))
+
+        # Not on_leader: Faust's leader election needs a topic of its own we do not provision. Two workers
+        # looking both write what they see; the rule is idempotent, so the engine raises one episode.
+        @app.timer(interval=settings.reading_every_s)
+        async def watch_reading() -> None:
+            await monitor.check()  # logs and carries on when the broker is slow; never raises
+
     return app
 
 
 def run_worker(settings: Settings, directory: Directory, clock: ClockMode, reorder_s: float) -> int:
+    # Each event allocates hundreds of short-lived objects and the engine holds millions of long-lived ones:
+    # with the default thresholds the cyclic collector runs every 700 allocations and rescans the state
+    # (measured: +36 % events per CPU second in the engine stage with these and gc.freeze after restore).
+    gc.set_threshold(50_000, 50, 100)
+    if settings.uvloop:
+        with suppress(ImportError):
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app = build_worker(settings, directory, clock, reorder_s)
     app.finalize()
+    gc.freeze()  # modules, the directory, Faust's objects: here for the life of the process
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False,
                           override_logging=False)
     worker.spinner = None

@@ -27,6 +27,7 @@ from bench.plot import draw, rates
 from bench.system import load_average
 
 ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ("core", "memory", "limit", "live", "recovery", "latency")
 TARGETS = {"core": 100_000, "live": 20_000, "live_ratio": 0.5, "p99_ms": 100, "rss_mb": 500, "recovery_s": 30}
 
 
@@ -39,6 +40,11 @@ class Plan:
     latency_seconds: float
     memory_persons: int
     broker: bool
+    only: frozenset[str] = frozenset()  # the measurements to make; empty: all of them
+    profile: bool = False
+
+    def wants(self, figure: str) -> bool:
+        return not self.only or figure in self.only
 
 
 FULL = Plan(core_events=1_000_000, live_events=200_000, live_timeout_s=300, latency_rate=2000, latency_seconds=60,
@@ -58,13 +64,25 @@ QUICK = Plan(core_events=20_000, live_events=2_000, live_timeout_s=30, latency_r
               "far (default 300; quick 30).")
 @click.option("--persons", type=int, help="Distinct people held for the memory figure (default 1,000,000).")
 @click.option("--seed", type=int, default=20200124, show_default=True, help="Seed of the synthetic load.")
+@click.option("--only", "only", default="", metavar="FIGURES", help="Comma-separated subset of "
+              f"{','.join(FIGURES)} (e.g. --only live,latency); live also measures limit, recovery needs live.")
+@click.option("--profile", is_flag=True, help="Run each worker under cProfile (stdlib): OUT/work/<run>/worker-N.prof "
+              "(read with python -m pstats). Profiling slows the worker: its figures are not comparable.")
 def main(quick: bool, out_dir: Path, no_broker: bool, core_events: int | None, live_events: int | None,
-         live_timeout: float | None, persons: int | None, seed: int) -> None:
+         live_timeout: float | None, persons: int | None, seed: int, only: str, profile: bool) -> None:
     """Benchmark the bus: core, limit, live, latency, memory and recovery, with the machine's load."""
     base = QUICK if quick else FULL
+    chosen = frozenset(f.strip() for f in only.split(",") if f.strip())
+    if chosen - set(FIGURES):
+        raise click.BadParameter(f"unknown: {', '.join(sorted(chosen - set(FIGURES)))}", param_hint="--only")
+    if "live" in chosen:
+        chosen |= {"limit"}  # live is reported as a ratio to the limit
+    if "recovery" in chosen:
+        chosen |= {"limit", "live"}  # recovery restarts the live run's worker on its state
     plan = Plan(core_events or base.core_events, live_events or base.live_events,
                 live_timeout or base.live_timeout_s, base.latency_rate, base.latency_seconds,
-                persons or base.memory_persons, base.broker and not no_broker)
+                persons or base.memory_persons, base.broker and not no_broker
+                and bool(not chosen or chosen & {"limit", "live", "recovery", "latency"}), chosen, profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     directory_path = out_dir / "directory.yaml"
@@ -88,7 +106,8 @@ def main(quick: bool, out_dir: Path, no_broker: bool, core_events: int | None, l
         "targets": TARGETS,
     }
     starting = None
-    if quick and plan.broker:  # CI: the broker's start (mostly waiting) overlaps the core figures
+    # CI: the broker's start (mostly waiting) overlaps the core figures
+    if quick and plan.broker and plan.wants("core"):
         from concurrent.futures import ThreadPoolExecutor
 
         from bench.kafka import start_broker
@@ -97,10 +116,12 @@ def main(quick: bool, out_dir: Path, no_broker: bool, core_events: int | None, l
         _say("broker: starting in the background (quick mode)")
         starting = ThreadPoolExecutor(1).submit(start_broker, BROKER_DATA)
     try:
-        _say(f"core: jpc replay over {spec.events:,} events")
-        results["core"] = measure_core(directory_path, load_path, spec.events, out_dir)
-        _say(f"memory: an engine holding {plan.memory_persons:,} distinct people")
-        results["memory"] = measure_memory(directory_path, plan.memory_persons, out_dir)
+        if plan.wants("core"):
+            _say(f"core: jpc replay over {spec.events:,} events")
+            results["core"] = measure_core(directory_path, load_path, spec.events, out_dir)
+        if plan.wants("memory"):
+            _say(f"memory: an engine holding {plan.memory_persons:,} distinct people")
+            results["memory"] = measure_memory(directory_path, plan.memory_persons, out_dir)
     except BaseException:
         if starting is not None:
             starting.result().stop()
@@ -125,12 +146,16 @@ def verdict(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
         met = None if value is None else (value >= target if higher_is_better else value <= target)
         out[name] = {"value": value, "target": target, "met": met}
 
-    judge("core_events_per_s", r["core"]["events_per_s"], TARGETS["core"], True)
-    judge("memory_rss_mb", r["memory"]["peak_rss_mb_before_snapshot"], TARGETS["rss_mb"], False)
+    if "core" in r:
+        judge("core_events_per_s", r["core"]["events_per_s"], TARGETS["core"], True)
+    if "memory" in r:
+        judge("memory_rss_mb", r["memory"]["peak_rss_mb_before_snapshot"], TARGETS["rss_mb"], False)
     if "live" in r:
         judge("live_events_per_s", r["live"]["events_per_s"], TARGETS["live"], True)
         judge("live_to_limit", r["live"].get("ratio_to_limit"), TARGETS["live_ratio"], True)
+    if "latency" in r:
         judge("latency_p99_ms", r["latency"]["p99_ms"], TARGETS["p99_ms"], False)
+    if "recovery" in r:
         judge("recovery_s", r["recovery"]["seconds"], TARGETS["recovery_s"], False)
     return out
 
@@ -144,23 +169,33 @@ def table(r: dict[str, Any]) -> str:
             met = "n/a" if v["met"] is None else ("yes" if v["met"] else "NO")
             rows.append((name, shown, f"{'>=' if key in _HIGHER else '<='} {v['target']:,}", met, load))
 
-    core, mem = r["core"], r["memory"]
-    row("core (jpc replay)", "core_events_per_s", f"{core['events_per_s']:,} ev/s "
-        f"({core['events']:,} ev, {core['seconds']} s, cpu {core['events_per_cpu_s']:,} ev/s)", core["load_before"])
-    row("memory (engine)", "memory_rss_mb", f"{mem['peak_rss_mb_before_snapshot']:,} MB at {mem['persons']:,} persons "
-        f"({mem['peak_rss_mb']:,} MB with snapshot)", mem["load_before"])
-    if "live" in r:
-        lim, live, lat, rec = r["limit"], r["live"], r["latency"], r["recovery"]
+    if "core" in r:
+        core = r["core"]
+        row("core (jpc replay)", "core_events_per_s", f"{core['events_per_s']:,} ev/s ({core['events']:,} ev, "
+            f"{core['seconds']} s, cpu {core['events_per_cpu_s']:,} ev/s)", core["load_before"])
+    if "memory" in r:
+        mem = r["memory"]
+        row("memory (engine)", "memory_rss_mb", f"{mem['peak_rss_mb_before_snapshot']:,} MB at "
+            f"{mem['persons']:,} persons ({mem['peak_rss_mb']:,} MB with snapshot)", mem["load_before"])
+    if "limit" in r:
+        lim = r["limit"]
         rows.append(("limit (aiokafka pass-through)", f"{lim['events_per_s']:,} ev/s ({lim['events']:,} ev)", "", "",
                      lim["load_before"]))
+    if "live" in r:
+        live = r["live"]
         done = "" if live["finished"] else f", stopped after {live['seconds']} s"
         row("live (jpc worker --clock event)", "live_events_per_s",
-            f"{live['events_per_s']:,} ev/s ({live['events_processed']:,}/{live['events']:,} ev{done})",
+            f"{live['events_per_s']:,} ev/s ({live['events_processed']:,}/{live['events']:,} ev{done}; "
+            f"{live.get('events_per_cpu_s') or 0:,} ev per worker cpu-s)",
             live["load_before"])
         row("live / limit", "live_to_limit", f"{live.get('ratio_to_limit')}", live["load_before"])
+    if "latency" in r:
+        lat = r["latency"]
         row("latency p99 @ 2,000 ev/s", "latency_p99_ms", f"{lat['p99_ms']} ms (p50 {lat['p50_ms']}, p99.9 "
             f"{lat['p999_ms']}, n={lat['samples']:,}, offered {lat['offered_events_per_s']:,} ev/s)",
             lat["load_before"])
+    if "recovery" in r:
+        rec = r["recovery"]
         row("recovery (restart to first escalation)", "recovery_s", f"{rec['seconds']} s "
             f"({rec['state_records_in_changelog']:,} changelog records)", rec["load_before"])
     widths = [max(len(str(x[i])) for x in rows) for i in range(5)]
@@ -176,12 +211,14 @@ def picture(r: dict[str, Any]) -> bytes:
     throughput: dict[str, list[tuple[float, float]]] = {}
     if "live" in r:
         throughput["live worker (engine stage)"] = rates([(t, e) for t, _, e in r["live"]["samples"]])
+    if "limit" in r:
         throughput["limit (pass-through)"] = rates([(0.0, 0), *r["limit"]["samples"]], window=0.25)
+    percentiles: dict[str, Any] = {}
+    latencies: list[float] = []
+    if "latency" in r:
         lat = r["latency"]
         percentiles = {"p50": lat["p50_ms"], "p99": lat["p99_ms"], "p99.9": lat["p999_ms"]}
         latencies = lat["latencies_ms"]
-    else:
-        percentiles, latencies = {}, []
     subtitle = f"jpc-bus benchmark {r['when']}  load at start {r['machine']['load_at_start']}  " \
                f"{'quick' if r['quick'] else 'full'}"
     return draw(throughput, latencies, percentiles, subtitle)

@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BROKER_DATA = ROOT / ".cache" / "bench-kafka"
 
 
+class _Skip(Exception):
+    """The live worker is not among the figures asked for."""
+
+
 def run_broker_figures(directory: Directory, directory_path: Path, plan: Any, seed: int, out_dir: Path,
                        say: Callable[[str], None], starting: Future[Broker] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
@@ -40,10 +44,13 @@ def run_broker_figures(directory: Directory, directory_path: Path, plan: Any, se
     else:
         broker = starting.result()
     try:
-        worker = Worker(broker, directory_path, "jpc-bench-live", "event", work / "live")
+        worker = Worker(broker, directory_path, "jpc-bench-live", "event", work / "live", plan.profile)
         try:
-            say(f"limit: aiokafka pass-through of {len(load):,} records")
-            results["limit"] = asyncio.run(measure_limit(broker.bootstrap, load))
+            if plan.wants("limit"):
+                say(f"limit: aiokafka pass-through of {len(load):,} records")
+                results["limit"] = asyncio.run(measure_limit(broker.bootstrap, load))
+            if not plan.wants("live"):
+                raise _Skip
             provision(broker, directory_path, worker.app_id)
             worker.start()
             say(f"live: publishing {len(load):,} events into `jpc worker --clock event` "
@@ -51,13 +58,18 @@ def run_broker_figures(directory: Directory, directory_path: Path, plan: Any, se
             live = asyncio.run(measure_live(broker, worker, load, plan.live_timeout_s))
             live["ratio_to_limit"] = round(live["events_per_s"] / results["limit"]["events_per_s"], 3)
             results["live"] = live
-            say("recovery: kill -9, restart, time to the first new escalation")
-            results["recovery"] = asyncio.run(measure_recovery(broker, worker, directory, last_event_at))
+            if plan.wants("recovery"):
+                say("recovery: kill -9, restart, time to the first new escalation")
+                results["recovery"] = asyncio.run(measure_recovery(broker, worker, directory, last_event_at))
+        except _Skip:
+            pass
         finally:
             worker.stop()
+        if not plan.wants("latency"):
+            return results
         say("latency: deleting the topics, so the latency worker does not start on the live backlog")
         asyncio.run(delete_all_topics(broker.bootstrap))
-        worker = Worker(broker, directory_path, "jpc-bench-latency", "wall", work / "latency")
+        worker = Worker(broker, directory_path, "jpc-bench-latency", "wall", work / "latency", plan.profile)
         try:
             provision(broker, directory_path, worker.app_id)
             worker.start()

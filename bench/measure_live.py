@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.kafka import Broker, Record, at_end, committed, create_topics, end_offsets, group_state, producer, publish
 from bench.loadgen import CST, LoadSpec, records
 from bench.measure_core import JPC
-from bench.system import load_average, memory_mb
+from bench.system import cpu_seconds, load_average, memory_mb
 from schemas.directory import Directory
 from streams.topics import ESCALATIONS, INPUT_TOPICS, INTAKE, changelog_topic
 
@@ -80,10 +80,14 @@ async def measure_limit(bootstrap: str, load: Sequence[Record]) -> dict[str, Any
 
 # ---- the worker as a child process ----
 class Worker:
-    def __init__(self, broker: Broker, directory: Path, app_id: str, clock: str, data_dir: Path) -> None:
+    def __init__(self, broker: Broker, directory: Path, app_id: str, clock: str, data_dir: Path,
+                 profile: bool = False) -> None:
         self.broker, self.app_id = broker, app_id
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir / "worker.log"
+        # --profile: cProfile (stdlib) around the worker; each run writes worker-<n>.prof when it stops cleanly.
+        self._profile = data_dir if profile else None
+        self._runs = 0
         self.cmd = [*JPC, "worker", "--brokers", broker.bootstrap, "--directory", str(directory), "--clock", clock,
                     "--app-id", app_id, "--data-dir", str(data_dir)]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -93,9 +97,13 @@ class Worker:
         return "jpc " + " ".join(self.cmd[3:])
 
     def start(self) -> float:
+        cmd = self.cmd
+        self._runs += 1
+        if self._profile is not None:
+            cmd = [cmd[0], "-m", "cProfile", "-o", str(self._profile / f"worker-{self._runs}.prof"), *cmd[1:]]
         with self.log.open("ab") as log:
             started = time.time()
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env={
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={
                 **self.broker.env, "JPC_LOG_FORMAT": "json", "JPC_LOG_LEVEL": "WARNING"})
         return started
 
@@ -114,6 +122,9 @@ class Worker:
                 self.proc.wait(timeout=15)  # a graceful stop is not what is measured
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.proc.pid) if self.proc else None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -147,6 +158,7 @@ async def measure_live(broker: Broker, worker: Worker, load: Sequence[Record], t
     bootstrap = broker.bootstrap
     await wait_stable(bootstrap, worker)
     before = load_average()
+    cpu_before = worker.cpu_seconds()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     intake_tp = TopicPartition(INTAKE, 0)
@@ -178,6 +190,8 @@ async def measure_live(broker: Broker, worker: Worker, load: Sequence[Record], t
         if not publisher.done():
             publisher.cancel()
         await admin.close()
+    cpu = worker.cpu_seconds()
+    cpu_used = round(cpu - cpu_before, 2) if cpu is not None and cpu_before is not None else None
     written = await _escalation_times(bootstrap)
     last = max((t for t, _ in written), default=start * 1000) / 1000
     processed = samples[-1][2] if samples else 0
@@ -187,6 +201,9 @@ async def measure_live(broker: Broker, worker: Worker, load: Sequence[Record], t
         "command": worker.command, "events": len(load), "finished": finished, "events_processed": processed,
         "seconds": round(seconds, 2), "events_per_s": round(events / seconds) if seconds > 0 else 0,
         "publish_seconds": round((published_at or time.time()) - start, 2), "revisions_written": len(written),
+        # CPU the worker used (both stages) until the run ended: events per CPU second is the figure that other
+        # processes on a shared machine move least.
+        "worker_cpu_s": cpu_used, "events_per_cpu_s": round(processed / cpu_used) if cpu_used else None,
         "worker_rss_mb": worker.memory().get("rss_mb"), "worker_peak_rss_mb": worker.memory().get("peak_rss_mb"),
         "samples": samples, "load_before": before, "load_after": load_average(),
     }

@@ -23,3 +23,12 @@ def memory_mb(pid: int | str = "self") -> dict[str, float]:
     except OSError:
         pass
     return {"rss_mb": round(figures.get("VmRSS", 0.0), 1), "peak_rss_mb": round(figures.get("VmHWM", 0.0), 1)}
+
+
+def cpu_seconds(pid: int | str = "self") -> float | None:
+    """CPU time (user + system) a process has used so far: unlike rates, hardly moved by other people's load."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime

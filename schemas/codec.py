@@ -204,8 +204,13 @@ _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]+")
 _ELEVEN_DIGITS = re.compile(r"\d{11}")  # both identifiers hold a run of at least 11 digits
 _TIMES: dict[str, datetime] = {}  # events of one second share their timestamps: parse each once
 _ZONES: dict[tzinfo, tzinfo] = {}
+# The contract's bounds written in each zone seen: comparing times in one zone object goes field by field,
+# comparing across zones asks both for their offsets (slower than parsing the time).
+_BOUNDS: dict[tzinfo, tuple[datetime, datetime]] = {}
 _SHARED: dict[str, str] = {}  # unit, checkpoint and region ids: one string object each, not one per event
-_BOUND = 100_000  # both caches are cleared when full: input decides what is in them
+_SHARED_IDS: dict[str, str] = {}  # the ids among them that passed `_SHARED_ID` (its own bounds)
+_BOUND = 100_000  # the caches are cleared when full: input decides what is in them
+_TIMES_BOUND = 8_192  # input comes roughly in time order: recent seconds are the ones that repeat
 
 
 def _time(value: Any) -> Any:
@@ -221,14 +226,19 @@ def _time(value: Any) -> Any:
     except ValueError:
         return _NO
     zone = parsed.tzinfo
-    if zone is None or not EARLIEST <= parsed < LATEST:
+    if zone is None:
         return _NO
     # One zone object per offset: each parse makes its own, and a fortnight of events would otherwise hold
     # (and every engine snapshot pickle) a million copies of "+08:00". Equal zones, equal datetimes.
     shared = _ZONES.setdefault(zone, zone)
     if shared is not zone:
         parsed = parsed.replace(tzinfo=shared)
-    if len(_TIMES) >= _BOUND:
+    bounds = _BOUNDS.get(shared)
+    if bounds is None:
+        bounds = _BOUNDS[shared] = (EARLIEST.astimezone(shared), LATEST.astimezone(shared))
+    if not bounds[0] <= parsed < bounds[1]:
+        return _NO
+    if len(_TIMES) >= _TIMES_BOUND:
         _TIMES.clear()
     _TIMES[value] = parsed
     return parsed
@@ -251,9 +261,24 @@ def _text(limit: int, *, min_length: int = 0, shared: bool = False, guarded: boo
     return check
 
 
-def _one_of(*values: str) -> _Check:
-    canonical = {v: v for v in values}
-    return lambda value: canonical.get(value, _NO) if type(value) is str else _NO
+def _one_of(*values: str) -> dict[str, str]:
+    """An enumeration, checked by `accept_plain` itself: the canonical string of each value allowed."""
+    return {v: v for v in values}
+
+
+def _shared_id(value: Any) -> Any:
+    # Unit, checkpoint and region ids: a few hundred values, each checked once and then looked up.
+    if type(value) is not str:
+        return _NO
+    known = _SHARED_IDS.get(value)
+    if known is not None:
+        return known
+    if not 1 <= len(value) <= 128:
+        return _NO
+    if len(_SHARED_IDS) >= _BOUND:
+        _SHARED_IDS.clear()
+    _SHARED_IDS[value] = value
+    return value
 
 
 def _optional(check: _Check) -> _Check:
@@ -296,11 +321,12 @@ def _travel(value: Any) -> Any:
 
 
 _ID = _text(128, min_length=1)
-_SHARED_ID = _text(128, min_length=1, shared=True)
+_SHARED_ID = _shared_id
 _PSEUDONYM = _text(128, min_length=1, guarded=True)
 _GUARDED = _optional(_text(256, guarded=True))
 _TRAVEL_FIELDS = tuple(Travel.model_fields)
-_ENVELOPE: dict[str, _Check] = {
+_Field = _Check | dict[str, str]  # a check, or an enumeration (see `_one_of`)
+_ENVELOPE: dict[str, _Field] = {
     "event_id": _event_id, "schema_version": _version, "source_unit": _SHARED_ID, "occurred_at": _time,
     "reported_at": _optional(_time), "key_id": _optional(_text(256)), "signature": _optional(_text(4096)),
 }
@@ -309,15 +335,15 @@ _ENVELOPE: dict[str, _Check] = {
 @dataclass(frozen=True, slots=True)
 class _Kind:
     model: type[BaseModel]
-    checks: dict[str, _Check]
+    checks: dict[str, _Field]
     required: frozenset[str]
-    fields: tuple[str, ...]
+    blank: dict[str, None]  # every field of the model, in definition order, None until given
 
 
-def _kind(model: type[BaseModel], checks: dict[str, _Check]) -> _Kind:
+def _kind(model: type[BaseModel], checks: dict[str, _Field]) -> _Kind:
     every = {**_ENVELOPE, "kind": _one_of(_kind_name(model)), **checks}
     required = frozenset(name for name, info in model.model_fields.items() if info.is_required())
-    return _Kind(model, every, required, tuple(model.model_fields))
+    return _Kind(model, every, required, dict.fromkeys(model.model_fields))
 
 
 def _kind_name(model: type[BaseModel]) -> str:
@@ -363,23 +389,29 @@ def accept_plain(raw: bytes) -> InputEvent | None:
     if type(kind) is not str or (spec := _KINDS.get(kind)) is None:
         return None
     checks = spec.checks
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = spec.blank.copy()  # every field in definition order: absent ones stay None
     for name, value in data.items():
         check = checks.get(name)
-        if check is None:
-            return None
-        if check is _ID:  # the commonest check, inline: a call per field is a fifth of the cost
+        # The commonest checks inline: a call per field was a fifth of the cost.
+        if check is _ID:
             if type(value) is not str or not 0 < len(value) <= 128:
                 return None
             values[name] = value
-            continue
-        checked = check(value)
-        if checked is _NO:
+        elif isinstance(check, dict):  # an enumeration
+            if type(value) is not str or (canonical := check.get(value)) is None:
+                return None
+            values[name] = canonical
+        elif check is None:
             return None
-        values[name] = checked
-    if not spec.required <= values.keys() or not _consistent(kind, values):
+        else:
+            checked = check(value)
+            if checked is _NO:
+                return None
+            values[name] = checked
+    if not spec.required <= data.keys() or not _consistent(kind, values):
         return None
-    return _build(spec.model, spec.fields, values)  # type: ignore[return-value]  # spec.model is an event model
+    # Every key of `data` was a field (or the line was deferred above): they are the fields that were set.
+    return _made(spec.model, values, set(data))  # type: ignore[return-value]  # spec.model is an event model
 
 
 def _consistent(kind: str, v: dict[str, Any]) -> bool:
@@ -396,14 +428,18 @@ def _consistent(kind: str, v: dict[str, Any]) -> bool:
 
 
 def _build(model: type[_M], fields: tuple[str, ...], values: dict[str, Any]) -> _M:
+    every = dict.fromkeys(fields)  # every field, in definition order, None until given
+    every.update(values)
+    return _made(model, every, set(values))
+
+
+def _made(model: type[_M], every: dict[str, Any], given: set[str]) -> _M:
     # What `model_construct` does, without its per-field bookkeeping: every field present in definition
     # order (absent ones are None: every optional field of the wire models defaults to None), and the
     # fields that were given as set, so `exclude_unset` means the same as for a validated event.
     event = model.__new__(model)
-    every = dict.fromkeys(fields)  # every field, in definition order, None until given
-    every.update(values)
     _set(event, "__dict__", every)
-    _set(event, "__pydantic_fields_set__", set(values))
+    _set(event, "__pydantic_fields_set__", given)
     _set(event, "__pydantic_extra__", None)
     _set(event, "__pydantic_private__", None)
     return event

@@ -3,6 +3,10 @@
 Producers use acks=all with idempotence on: aiokafka's defaults are weaker and faust exposes no
 setting for idempotence outside `exactly_once`, whose open bugs duplicate and crash, so we turn it
 on in the transport instead and keep at-least-once processing with deterministic outputs.
+
+The consumer reads read_committed: member units publishing through a spool (`jpc publish --spool`)
+write in transactions, and a record of an aborted one must never reach the engine. Faust asks for
+read_committed only under `exactly_once`, so the transport sets it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,25 @@ class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start(), which comes later
+        return consumer
+
+    def highwater(self, tp: Any) -> Any:
+        # The last stable offset: records past it belong to open transactions and cannot be read yet.
+        return self._ensure_consumer().last_stable_offset(tp)
+
+
+class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+    def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
 class IdempotentTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     Producer = IdempotentProducer
+    Consumer = ReadCommittedConsumer
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -55,6 +76,13 @@ def make_app(settings: Settings) -> faust.App:
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
         web_bind="127.0.0.1",
+        # Only the worker's own pages (/metrics, /health): Faust's table pages would serve the engine's
+        # state, personal data included, and its router and statistics pages are of no use here.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         key_serializer="raw",
         value_serializer="raw",
     )

@@ -229,5 +229,13 @@ def _waiting(n: int) -> str:
     return "1 record waits" if n == 1 else f"{n} records wait"
 
 
-def exit_code(verdicts: Iterable[GroupVerdict]) -> int:
-    return worst(v.status for v in verdicts).exit_code
+def exit_code(verdicts: Iterable[GroupVerdict], units_not_reading: int = 0) -> int:
+    return overall(verdicts, units_not_reading).exit_code
+
+
+def overall(verdicts: Iterable[GroupVerdict], units_not_reading: int = 0) -> Status:
+    """The worst of the groups, and WARN when any unit leaves revisions unread past their deadline.
+
+    Not reading is WARN, not ERR: it is about people, and the bus already escalates it to them
+    (`unit_not_reading`); a duty group whose consumer is gone is STOP by the rules above anyway."""
+    return worst([*(v.status for v in verdicts), Status.WARN if units_not_reading else Status.OK])

@@ -22,11 +22,23 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".cache/worker"), description="where the worker keeps local files")
     web_port: int = Field(6066, description="worker's HTTP port (health, metrics)")
     web_enabled: bool = Field(False, description="serve the worker's HTTP endpoints")
+    health_stall_s: float = Field(30.0, gt=0, description="unhealthy when records wait and nothing was processed "
+                                  "for this long")
     replication_factor: int = Field(1, ge=1, description="replication of provisioned topics")
     input_partitions: int = Field(4, ge=1, description="partitions of the input topics")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     request_timeout_s: float = Field(30.0, gt=0, description="how long a send or admin call may take")
+    reading_every_s: float = Field(5.0, ge=0, description="wall-clock worker: seconds between looks at every "
+                                   "unit's duty group (jpc.duty.<unit>) for revisions unread past their deadline; "
+                                   "0 turns the look off")
+    snapshot_every_s: float = Field(2.0, gt=0, description="the worker snapshots its engine at most this long "
+                                    "after applying an intake record (while the snapshot takes under a tenth of the "
+                                    "time); offsets are committed only up to the last snapshot")
+    snapshot_every_records: int = Field(50_000, ge=1, description="...or once this many intake records are "
+                                        "applied since the last snapshot, whichever comes first")
+    uvloop: bool = Field(True, description="run the worker on uvloop when it is installed (less event-loop "
+                         "overhead per record)")
 
     @property
     def bootstrap(self) -> list[str]:

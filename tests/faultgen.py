@@ -10,9 +10,10 @@ ladder). The same (n, seed) gives the same bytes, so `jpc replay` of the file is
 `hostile_records(good, n, seed)` is n bad records aimed at the four input topics, each with the reason
 family the dead letter must name: bytes that are not UTF-8, JSON nested past any parser's limit, numbers
 past any float, valid JSON of the wrong kind for its topic, unknown units and checkpoints, times a
-century away, conflicting duplicates of good events, acknowledgements of escalations that never existed.
-The ones that reach the engine (unknown ids, duplicates, acks) carry the reporting time of a good
-neighbour, so they move nothing a good event would not move at the same moment.
+century away, conflicting duplicates of good events, acknowledgements of escalations that never existed,
+field names longer than any dead letter should carry. The ones that reach the engine (unknown ids,
+duplicates, acks) sort right after a good event and occur at the engine clock replay has there, so they
+move no clock: the outcome must be what replay of the good events alone gives.
 
 Pure: no broker, no files. `python -m tests.faultgen N [SEED] > events.jsonl` writes a stream.
 """
@@ -28,6 +29,8 @@ from typing import Any
 import orjson
 
 from agents.core.ids import escalation_id
+from schemas.codec import Refusal, decode_event
+from streams.keys import record_key
 from streams.topics import CASE_REPORTS, CHECKPOINT_ALERTS, DUTY_ROSTERS, ESCALATION_ACKS, INPUT_TOPIC_OF_KIND
 
 CST = timezone(timedelta(hours=8))
@@ -238,17 +241,11 @@ def topic_of(event: Event) -> str:
 
 
 def key_of(event: Event) -> bytes:
-    """The contract's record key per topic (§6), as the member-unit client sets it."""
-    match event["kind"]:
-        case "case_report":
-            return str(event["region"]).encode()
-        case "checkpoint_alert" | "checkpoint_heartbeat":
-            return str(event["checkpoint_id"]).encode()
-        case "duty_shift":
-            start = datetime.fromisoformat(event["shift_start"]).isoformat()
-            return f"{event['unit_id']}/{event['post']}/{event['officer_id']}/{start}".encode()
-        case _:
-            return str(event["escalation_id"]).encode()
+    """The contract's record key (§6), as the member-unit client sets it."""
+    decoded = decode_event(orjson.dumps(event))
+    if isinstance(decoded, Refusal):
+        raise ValueError(f"not a valid event: {decoded.reason}")
+    return record_key(decoded)
 
 
 # ---------------------------------------------------------------------------------------------------

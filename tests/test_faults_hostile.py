@@ -12,6 +12,7 @@ import asyncio
 import os
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from agents.core.engine import Engine
+from agents.worker import EXIT_OUTPUT_REFUSED, judge_input
 from schemas.codec import Refusal, decode_event
 from streams.topics import CASE_REPORTS, CHECKPOINT_ALERTS, DEAD_LETTER, catalogue
 from tests import faultgen
 from tests.conftest import Broker
-from tests.test_faults import (
+from tests.test_faults_harness import (
     DIRECTORY,
     SEED,
     UNITS,
@@ -105,6 +107,25 @@ def same_field(letter: str, expected: str) -> bool:
     return letter == expected or (letter.endswith("…") and expected.startswith(letter[:-1]))
 
 
+def test_the_generator_is_deterministic_and_says_where_each_bad_record_is_refused() -> None:
+    """No broker: the streams are the same bytes every time, every good event is valid, and each bad record
+    the intake should refuse is refused there, naming the field the generator expects."""
+    good = stream(400, SEED + 1)
+    assert faultgen.lines(good) == faultgen.valid_stream(400, SEED + 1)
+    assert not any(isinstance(decode_event(line), Refusal) for line in faultgen.lines(good))
+    bad = faultgen.hostile_records(good, 260, SEED)
+    now = datetime.now(UTC)
+    for b in bad:
+        judged = judge_input(b.topic, 0, 0, b.value, now)
+        assert judged is not None
+        (_, _, value), order = judged
+        if b.stage == "intake":
+            assert order is None, (b.family, b.value[:200])
+            assert same_field(orjson.loads(value)["field"], b.field), (b.family, orjson.loads(value)["reason"])
+        else:
+            assert order is not None, (b.family, orjson.loads(value)["reason"])  # the engine refuses it
+
+
 @pytest.mark.timeout(scaled(300, 1500))
 def test_hostile_input_is_dead_lettered_and_good_input_processed(fault_broker: Broker, tmp_path: Path) -> None:
     n = scaled(1500, 10_000)
@@ -122,8 +143,8 @@ def test_hostile_input_is_dead_lettered_and_good_input_processed(fault_broker: B
         topic, key, _ = records[good_at[j]]
         records[good_at[j]] = (topic, key, value)
     worker = bus.worker()
+    publisher = Publisher(bus.bootstrap, records, rate=400)
     try:
-        publisher = Publisher(bus.bootstrap, records, rate=400)
         publisher.start()
         rss = [_settled_rss(worker)]
         while publisher.is_alive():
@@ -169,6 +190,7 @@ def test_hostile_input_is_dead_lettered_and_good_input_processed(fault_broker: B
         # Memory: the 10 MB record and thousands of refusals leave the worker about where it started.
         assert rss[-1] < rss[0] + 256 * 1024, f"worker RSS grew from {rss[0]} KiB to {rss[-1]} KiB"
     finally:
+        publisher.stop()
         code = worker.stop()
         asyncio.run(_set_max_message_bytes(bus.bootstrap, CASE_REPORTS, None))
     assert code == 0, worker.log_tail()
@@ -185,7 +207,8 @@ def _settled_rss(worker: Worker, settle_s: float = 3.0) -> int:
 # Poison events: a rule raises; the event is dead-lettered with the error and the partition moves on.
 
 POISON_WRAPPER = '''\
-"""Test-only: `jpc` with the fever screening rule raising for the event ids in JPC_FAULTS_POISON."""
+"""Test-only: `jpc` with the fever screening rule raising for the event ids in JPC_FAULTS_POISON, and the
+intake's judging raising for records that contain "intake-poison"."""
 import os
 import sys
 
@@ -202,6 +225,19 @@ def screen(directory, event, evidence):
 
 
 screening.screen = screen
+
+from agents import worker  # noqa: E402
+
+_judge = worker.judge_input
+
+
+def judge_input(topic, partition, offset, raw, now):
+    if raw is not None and b"intake-poison" in raw:
+        raise RuntimeError("poisoned for the fault test")
+    return _judge(topic, partition, offset, raw, now)
+
+
+worker.judge_input = judge_input
 from agents.cli import main  # noqa: E402
 
 sys.argv[0] = "jpc"
@@ -242,14 +278,17 @@ def test_poison_events_are_dead_lettered_and_leave_no_trace(fault_broker: Broker
     bus = Bus.open(fault_broker, tmp_path, "fault-poison")
     bus.env["JPC_FAULTS_POISON"] = ",".join(poison_ids)
     worker = bus.worker(python_wrapper=wrapper)
+    records = records_of(events)
+    records.insert(n // 2, (CHECKPOINT_ALERTS, b"x", b'{"event_id":"intake-poison"}'))  # makes the intake raise
+    publisher = Publisher(bus.bootstrap, records, rate=300)
     try:
-        publisher = Publisher(bus.bootstrap, records_of(events), rate=300)
         publisher.start()
         publisher.join_checked(120)
         bus.wait_drained(scaled(120, 600), [worker])
         live = escalations_seen(bus)
         dead = dead_letters(bus)
         report("poison events", events_in=n, poison_events=len(poison), poisoned_as_timers_fell_due=at_timers,
+               intake_poison_records=1,
                escalations_out=len(live.final()),
                revisions=len(live.revisions), duplicates_dropped_by_reader=live.duplicates,
                conflicting_duplicates=len(live.conflicts), dead_letters=len(dead),
@@ -257,10 +296,47 @@ def test_poison_events_are_dead_lettered_and_leave_no_trace(fault_broker: Broker
         poisoned = [d for d in dead if "rule raised" in d["reason"]]
         assert sorted(d["event_id"] for d in poisoned) == sorted(poison_ids)
         assert all("RuntimeError: poisoned for the fault test" in d["reason"] for d in poisoned)
+        at_intake = [d for d in dead if "judging raised" in d["reason"]]
+        assert [d["raw"] for d in at_intake] == ['{"event_id":"intake-poison"}']
         # The rest are what replay without them refuses too (acks of the escalations they never opened).
-        assert sorted(d["event_id"] for d in dead if d not in poisoned) == \
+        assert sorted(d["event_id"] for d in dead if d not in poisoned + at_intake) == \
             sorted(d["event_id"] for d in expected.dead_letters)
         assert_matches_replay(live, expected)  # as if the poison events had never been published
         worker.assert_alive()
     finally:
+        publisher.stop()
         worker.stop()
+
+
+# ---------------------------------------------------------------------------------------------------
+# A worker that cannot write its outputs stops, rather than looking alive while it processes nothing.
+
+@pytest.mark.timeout(scaled(180, 300))
+def test_a_worker_the_broker_refuses_stops_and_its_successor_loses_nothing(fault_broker: Broker,
+                                                                          tmp_path: Path) -> None:
+    bus = Bus.open(fault_broker, tmp_path, "fault-refused")
+    bad = [(CASE_REPORTS, b"bad", b"not an event " + str(i).encode() * 100) for i in range(3)]
+    asyncio.run(_set_max_message_bytes(bus.bootstrap, DEAD_LETTER, "200"))  # no dead letter fits
+    worker = bus.worker()
+    publisher = Publisher(bus.bootstrap, bad, rate=10)
+    try:
+        publisher.start()
+        publisher.join_checked(60)
+        deadline = time.monotonic() + 60
+        while worker.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        code = worker.process.poll()
+    finally:
+        publisher.stop()
+        asyncio.run(_set_max_message_bytes(bus.bootstrap, DEAD_LETTER, None))
+        worker.stop()
+    successor = bus.worker()  # what a supervisor does: start it again, once the broker takes the letters
+    try:
+        bus.wait_drained(scaled(90, 180), [successor])
+        dead = dead_letters(bus)
+        report("broker refuses the worker's output", bad_in=len(bad), first_worker_exit_code=code,
+               dead_letters_after_restart=len(dead))
+        assert code == EXIT_OUTPUT_REFUSED, "the worker went on without being able to write"
+        assert sorted(d["offset"] for d in dead) == sorted(publisher.positions[i][1] for i in range(len(bad)))
+    finally:
+        successor.stop()

@@ -121,7 +121,7 @@ async def test_json_shape(broker: Broker) -> None:
         await consumer.commit()
     code, report = await lag_json(broker, group, "--window", "0.5", "--samples", "2")
     assert code == 0
-    assert set(report) == {"brokers", "at", "status", "exit_code", "groups"}
+    assert set(report) == {"brokers", "at", "status", "exit_code", "not_reading", "groups"}
     assert report["brokers"] == broker.bootstrap
     assert set(report["groups"]) == {group}
     seen = report["groups"][group]

@@ -20,6 +20,7 @@ from agents.core.contacts import ContactIndex
 from agents.core.duty import DutyWatch
 from agents.core.ladder import AckRefused, Action, EscalationBook, Finding, Resolve
 from agents.core.proof import Proof
+from agents.core.reading import ReadingReport, ReadingWatch
 from agents.core.roster import DutyRoster
 from agents.core.seen import SeenKeys, fingerprint
 from agents.core.silence import SilenceWatch
@@ -71,6 +72,8 @@ class _State:
     duty: DutyWatch = field(default_factory=DutyWatch)
     silence: SilenceWatch = field(default_factory=SilenceWatch)
     counters: Counter[str] = field(default_factory=Counter)
+    # Last, so that a snapshot pickled before it existed still restores (see Engine.restore).
+    reading: ReadingWatch = field(default_factory=ReadingWatch)
 
 
 class Engine:
@@ -88,6 +91,8 @@ class Engine:
     def restore(cls, directory: Directory, blob: bytes, clock: ClockMode = "event") -> Engine:
         engine = cls(directory, clock)
         engine.state, escalations, forgotten = pickle.loads(blob)  # our own snapshot, never foreign bytes
+        if not hasattr(engine.state, "reading"):  # a snapshot from before units' reading was watched
+            engine.state.reading = ReadingWatch()
         engine.book = EscalationBook(directory, engine.state.roster, engine.state.timers, escalations, forgotten)
         return engine
 
@@ -121,7 +126,7 @@ class Engine:
         clock = self.state.clock
         seen_at = event.occurred_at if clock is None else max(clock, event.occurred_at)
         seen.remember(event.source_unit, event.event_id, digest, seen_at)
-        self.counters[_EVENT_COUNTER[event.kind]] += 1
+        self.state.counters[_EVENT_COUNTER[event.kind]] += 1
         now = event.occurred_at if self.mode == "event" else (received_at or event.occurred_at)
         outcome = Outcome(revisions=self.advance(now))
         at = self.state.clock
@@ -137,8 +142,10 @@ class Engine:
             self.counters["dead_letters"] += 1
             outcome.refused = (refused.field, str(refused))
             return outcome
-        outcome.revisions += self._carry_out(actions, at)
-        outcome.revisions += self.advance(at)  # timers set in the past by a late event fire now
+        if actions:
+            outcome.revisions += self._carry_out(actions, at)
+        if self.state.timers.due(at):  # timers set in the past by a late event fire now
+            outcome.revisions += self.advance(at)
         return outcome
 
     def advance(self, to: datetime) -> list[Escalation]:
@@ -152,6 +159,24 @@ class Engine:
             revisions += self._fire(timer.kind, timer.key, timer.due)
         self.state.clock = to
         self._maybe_evict(to)
+        return revisions
+
+    def observe_reading(self, report: ReadingReport, source: Source | None = None) -> list[Escalation]:
+        """What the live worker saw of a unit's duty consumer group (its place in the intake log is
+        `source`): a unit leaving revisions unread past their deadline is escalated, and resolved
+        once it reads. Judged on the wall clock only: in event-clock mode (replay, backfills) the bus's
+        time is not the time officers read at, so reports are ignored."""
+        if self.mode != "wall":
+            self.counters["reading_reports_ignored"] += 1
+            return []
+        self.counters["reading_reports"] += 1
+        revisions = self.advance(report.observed_at)
+        at = self.state.clock
+        assert at is not None  # advance() always sets it
+        evidence = Proof(report.unit_id, f"reading:{report.unit_id}@{report.observed_at.isoformat()}",
+                         "reading_report", report.observed_at, *(
+                             (source.topic, source.partition, source.offset) if source is not None else ()))
+        revisions += self._carry_out(self.state.reading.on_report(self.directory, report, evidence), at)
         return revisions
 
     # ---- internals ----

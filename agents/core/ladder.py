@@ -231,12 +231,14 @@ class EscalationBook:
                 tracked.routed_to.append(unit)
         return _looks(tracked) != before
 
-    @staticmethod
-    def _add_evidence(tracked: Tracked, evidence: Sequence[Cited]) -> None:
+    def _add_evidence(self, tracked: Tracked, evidence: Sequence[Cited]) -> None:
+        # Cited when it joins: the escalation keeps the evidence item, so the million events never cited
+        # need not hold a place for one.
         seen = {(e.source_unit, e.event_id) for e in tracked.evidence}
+        zone = self.directory.zone
         for item in evidence:
             if (item.source_unit, item.event_id) not in seen:
-                tracked.evidence.append(item)
+                tracked.evidence.append(cite(item, zone))
                 seen.add((item.source_unit, item.event_id))
 
     def _set_deadline(self, tracked: Tracked, at: datetime) -> None:
@@ -244,6 +246,8 @@ class EscalationBook:
         self.timers.schedule(tracked.ack_deadline, "ack", tracked.escalation_id)
 
     def _uncovered(self, tracked: Tracked) -> list[str]:
+        if not tracked.acked_by:
+            return list(tracked.routed_to)  # the common case: nobody has acknowledged yet
         return [u for u in tracked.routed_to
                 if not any(self.directory.covers(acker, u) for acker in tracked.acked_by)]
 

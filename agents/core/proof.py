@@ -3,7 +3,7 @@
 Every event might end up as evidence (a sighting joins a case two weeks later), but only a few per
 cent ever do, and the engine holds a fortnight of them: a province's checkpoints see a million people
 in that time. So each is kept as a handful of references, and the `Evidence` model a revision carries
-is built only when the event is first cited.
+is built only when an escalation cites the event (the escalation keeps it).
 """
 
 from __future__ import annotations
@@ -13,36 +13,62 @@ from typing import Any
 
 from schemas.escalation import Evidence
 
+# Every evidence item sets every field: one set of names shared by all of them (a set of seven names
+# takes 728 bytes, more than the rest of the item).
+_EVERY_FIELD = set(Evidence.model_fields)
+
+
+_Tail = tuple[str, str | None, str | None, int | None, int | None]  # kind, checkpoint_id, topic, partition, offset
+_TAILS: dict[_Tail, _Tail] = {}  # without a Kafka position (replay) a tail is one of a few hundred: shared
+
 
 class Proof:
-    __slots__ = ("_cited", "checkpoint_id", "event_id", "kind", "occurred_at", "offset", "partition",
-                 "source_unit", "topic")
+    # Four references: the engine holds one per event of the last fortnight. What many events have in
+    # common (kind, checkpoint, and under replay the absent Kafka position) is one shared tuple.
+    __slots__ = ("_tail", "event_id", "occurred_at", "source_unit")
 
     def __init__(self, source_unit: str, event_id: str, kind: str, occurred_at: datetime,
                  topic: str | None = None, partition: int | None = None, offset: int | None = None,
                  checkpoint_id: str | None = None) -> None:
         self.source_unit = source_unit
         self.event_id = event_id
-        self.kind = kind
         self.occurred_at = occurred_at
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.checkpoint_id = checkpoint_id  # where a checkpoint event was seen: the contact index's join key
-        self._cited: Evidence | None = None
+        # checkpoint_id: where a checkpoint event was seen, the contact index's join key
+        tail: _Tail = (kind, checkpoint_id, topic, partition, offset)
+        if topic is None and partition is None and offset is None:
+            tail = _TAILS.setdefault(tail, tail)  # kinds x checkpoints of the directory: bounded
+        self._tail = tail
+
+    @property
+    def kind(self) -> str:
+        return self._tail[0]
+
+    @property
+    def checkpoint_id(self) -> str | None:
+        return self._tail[1]
+
+    @property
+    def topic(self) -> str | None:
+        return self._tail[2]
+
+    @property
+    def partition(self) -> int | None:
+        return self._tail[3]
+
+    @property
+    def offset(self) -> int | None:
+        return self._tail[4]
 
     def cite(self, zone: tzinfo) -> Evidence:
-        """The evidence item for a revision (times in the directory's zone); built once."""
-        cited = self._cited
-        if cited is None:
-            cited = self._cited = Evidence(
-                source_unit=self.source_unit, event_id=self.event_id, kind=self.kind,
-                occurred_at=self.occurred_at.astimezone(zone), topic=self.topic, partition=self.partition,
-                offset=self.offset)
-        return cited
+        """The evidence item for a revision (times in the directory's zone)."""
+        kind, _, topic, partition, offset = self._tail
+        # Every value is already of its field's type: nothing for validation to do.
+        return Evidence.model_construct(
+            _EVERY_FIELD, source_unit=self.source_unit, event_id=self.event_id, kind=kind,
+            occurred_at=self.occurred_at.astimezone(zone), topic=topic, partition=partition, offset=offset)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Positional and without the cached model: snapshots hold millions of these.
+        # Positional: snapshots hold millions of these.
         return Proof, (self.source_unit, self.event_id, self.kind, self.occurred_at, self.topic, self.partition,
                        self.offset, self.checkpoint_id)
 

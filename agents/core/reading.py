@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agents.core.ladder import Action, Finding, Resolve
+from agents.core.proof import Cited
 from agents.core.routing import RouteContext
 from schemas.directory import Directory
-from schemas.escalation import Evidence
 from schemas.times import rfc3339
 
 
@@ -31,10 +31,10 @@ class ReadingReport:
 class ReadingWatch:
     not_reading: dict[str, str] = field(default_factory=dict)  # unit id -> open escalation id
 
-    def on_report(self, d: Directory, report: ReadingReport, evidence: Evidence) -> list[Action]:
+    def on_report(self, d: Directory, report: ReadingReport, evidence: Cited) -> list[Action]:
         unit = d.unit_by_id.get(report.unit_id)
-        if unit is None:
-            return []
+        if unit is None or not unit.duty_required:
+            return []  # a unit that keeps no duty has no duty officers to read
         if report.unread_since is None or report.observed_at < report.unread_since:
             esc_id = self.not_reading.pop(report.unit_id, None)
             return [Resolve(esc_id, evidence)] if esc_id is not None else []

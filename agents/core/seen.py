@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import countOf
 from typing import Literal
 
 import orjson
@@ -37,7 +38,7 @@ def fingerprint(event: InputEvent) -> int:
     values = event.__dict__
     given = event.__pydantic_fields_set__
     content = orjson.dumps(values, default=_nested)
-    if len(given) != len(values) - list(values.values()).count(None):
+    if len(given) != len(values) - countOf(values.values(), None):
         content += b"|" + ",".join(sorted(k for k, v in values.items() if v is None and k in given)).encode()
     return int.from_bytes(hashlib.blake2b(content, digest_size=_DIGEST_BITS // 8).digest())
 
@@ -52,8 +53,8 @@ def _nested(value: object) -> object:
 class SeenKeys:
     # source unit -> event id -> (microseconds since the epoch when seen << 128) | content digest
     _by_unit: dict[str, dict[str, int]] = field(default_factory=dict)
-    # hour (since the epoch) a key was seen in -> the keys, as two parallel lists (no tuple per key)
-    _hours: dict[int, tuple[list[str], list[str]]] = field(default_factory=dict)
+    # hour (since the epoch) a key was seen in -> source unit -> event ids (no tuple, nor unit, per key)
+    _hours: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     _count: int = 0
 
     def judge(self, source_unit: str, event_id: str, digest: int) -> Verdict:
@@ -72,9 +73,12 @@ class SeenKeys:
         ids[event_id] = (micros << _DIGEST_BITS) | digest
         hour = self._hours.get(micros // _HOUR)
         if hour is None:
-            hour = self._hours[micros // _HOUR] = ([], [])
-        hour[0].append(source_unit)
-        hour[1].append(event_id)
+            hour = self._hours[micros // _HOUR] = {}
+        filed = hour.get(source_unit)
+        if filed is None:
+            hour[source_unit] = [event_id]
+        else:
+            filed.append(event_id)
 
     def forget(self, source_unit: str, event_id: str) -> None:
         ids = self._by_unit.get(source_unit)
@@ -85,22 +89,35 @@ class SeenKeys:
         """Forget every key seen before `before` (exactly: the hour `before` falls in is sorted key by key)."""
         cutoff = _micros(before)
         for hour in sorted(h for h in self._hours if h <= cutoff // _HOUR):
-            units, ids = self._hours.pop(hour)
-            kept_units: list[str] = []
-            kept_ids: list[str] = []
-            for source_unit, event_id in zip(units, ids, strict=True):
-                known = self._by_unit.get(source_unit, _NOTHING).get(event_id)
-                if known is None:
-                    continue  # forgotten already, or filed again under a later hour
-                if known >> _DIGEST_BITS < cutoff:
-                    if (known >> _DIGEST_BITS) // _HOUR == hour:
-                        del self._by_unit[source_unit][event_id]
-                        self._count -= 1
-                elif (known >> _DIGEST_BITS) // _HOUR == hour:
-                    kept_units.append(source_unit)
-                    kept_ids.append(event_id)
-            if kept_ids:
-                self._hours[hour] = (kept_units, kept_ids)
+            kept_hour: dict[str, list[str]] = {}
+            for source_unit, ids in self._hours.pop(hour).items():
+                known_ids = self._by_unit.get(source_unit, _NOTHING)
+                kept: list[str] = []
+                for event_id in ids:
+                    known = known_ids.get(event_id)
+                    if known is None:
+                        continue  # forgotten already, or filed again under a later hour
+                    if known >> _DIGEST_BITS < cutoff:
+                        if (known >> _DIGEST_BITS) // _HOUR == hour:
+                            del self._by_unit[source_unit][event_id]
+                            self._count -= 1
+                    elif (known >> _DIGEST_BITS) // _HOUR == hour:
+                        kept.append(event_id)
+                if kept:
+                    kept_hour[source_unit] = kept
+            if kept_hour:
+                self._hours[hour] = kept_hour
 
     def __len__(self) -> int:
         return self._count
+
+    def __setstate__(self, state: tuple[object, dict[str, object]]) -> None:
+        for name, value in state[1].items():
+            object.__setattr__(self, name, value)
+        # A snapshot from before keys were filed by unit holds each hour as (units, event ids).
+        for hour, filed in list(self._hours.items()):
+            if isinstance(filed, tuple):
+                by_unit: dict[str, list[str]] = {}
+                for source_unit, event_id in zip(*filed, strict=True):
+                    by_unit.setdefault(source_unit, []).append(event_id)
+                self._hours[hour] = by_unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Literal
 
 TimerKind = Literal["ack", "silence", "duty", "cover"]
@@ -16,9 +16,20 @@ _MICROSECOND = timedelta(microseconds=1)
 HOUR_US = 3_600_000_000
 
 
+_EPOCH_IN: dict[tzinfo, datetime] = {}  # the epoch written in each fixed offset seen
+
+
 def epoch_micros(at: datetime) -> int:
     """Microseconds since 1970 (exact: state filed by the hour must land in the hour it belongs to)."""
-    return (at - _EPOCH) // _MICROSECOND
+    # Subtracting times in different zones asks each for its offset, which costs more than the rest of
+    # filing an event; two times in the same fixed-offset zone object subtract field by field.
+    zone = at.tzinfo
+    if type(zone) is timezone:
+        epoch = _EPOCH_IN.get(zone)
+        if epoch is None:
+            epoch = _EPOCH_IN[zone] = _EPOCH.astimezone(zone)
+        return (at - epoch) // _MICROSECOND
+    return (at - _EPOCH) // _MICROSECOND  # a zone with rules (DST): its offset depends on the time
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,10 @@ class TimerQueue:
         """Schedule with a place reserved earlier: it fires exactly where it would have, had it been
         scheduled then. Lets a watch keep one timer per subject instead of one per event."""
         heapq.heappush(self._heap, (due, seq, kind, key))
+
+    def due(self, now: datetime) -> bool:
+        """Whether a timer is due at `now` (one `pop_due` may still hold back: see there)."""
+        return bool(self._heap) and self._heap[0][0] <= now
 
     def pop_due(self, now: datetime) -> Timer | None:
         """The earliest timer that may fire with the clock at `now`, or None."""
