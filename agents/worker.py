@@ -10,14 +10,15 @@ Two stages:
             JPC_SNAPSHOT_EVERY_RECORDS), a timer seeing to it when no batch comes; intake records
             are acked only once a snapshot includes them.
 
-Delivery is at-least-once: outputs are awaited until the broker acknowledges them before the
-events that caused them are acked, and Faust flushes the producer (the snapshot included) before
-it commits. A restarted engine resumes from its snapshot, skips intake records it includes and
-applies the later ones again; a record processed twice re-sends byte-identical revisions, which readers drop by
-(escalation_id, revision). An event that makes a rule raise is dead-lettered and leaves no other
-trace. Anything else that fails a batch, or outputs the broker does not acknowledge, stops the
-process (exit 70, or 75) before the batch is acked: run the worker under a supervisor that starts
-it again (systemd Restart=on-failure, a Kubernetes pod), and it resumes from the last commit.
+Delivery is at-least-once: outputs, and the snapshot's changelog writes, are awaited until the broker
+acknowledges them before the events that caused them are acked, and the consumer never commits past a
+record still held (streams/app.py). A restarted engine resumes from its snapshot, skips intake records
+it includes and applies the later ones again; a record processed twice re-sends byte-identical
+revisions, which readers drop by (escalation_id, revision). An event that makes a rule raise is dead-
+lettered and leaves no other trace. Anything else that fails a batch, or outputs the broker does not
+acknowledge, stops the process (exit 70, or 75) before the batch is acked: run the worker under a
+supervisor that starts it again (systemd Restart=on-failure, a Kubernetes pod), and it resumes from the
+last commit.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import orjson
 from agents.core.engine import ClockMode, Engine, Source
 from agents.reading_monitor import ReadingMonitor, report_of
 from agents.snapshots import META, Cadence, pack, unpack
+from agents.worker_diagnostics import install_dump_on_sigusr1
 from agents.worker_web import install as install_watch
 from schemas.codec import Refusal, decode_event
 from schemas.dead_letter import DeadLetter
@@ -429,6 +431,16 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
 
     reorder = ReorderBuffer(reorder_s, highwater)
 
+    def state() -> dict[str, Any]:
+        """The intake's part of the SIGUSR1 diagnostics (agents/worker_diagnostics.py)."""
+        now = reorder._running  # not reorder.clock(): looking must not move the running clock
+        oldest = min((h.release_at - reorder.window_s for h in reorder._heap), default=None)
+        return {"held": len(reorder), "held_oldest_s": None if oldest is None else round(now - oldest, 1),
+                "partitions_behind": len(reorder._behind()), "lock_held": reorder.lock.locked(),
+                "engine_held": len(stage.held), "engine_lock_held": stage.lock.locked()}
+
+    app.jpc_state = state  # type: ignore[attr-defined]
+
     async def release() -> None:
         async with reorder.lock:  # one releaser at a time keeps the intake log in sorted order
             held = reorder.due(reorder.clock(time.monotonic()))
@@ -477,17 +489,24 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
 
     stage = EngineStage(Cadence(settings.snapshot_every_s, settings.snapshot_every_records))
 
-    def write_snapshot() -> None:
-        """Snapshot the engine into the table, then ack the intake records it covers. Their outputs are
-        already acknowledged by the broker, and Faust flushes the producer (the changelog writes) before it
-        commits their offsets: an offset is committed only once a snapshot including its record can be
-        restored. Runs under stage.lock."""
+    async def write_snapshot() -> None:
+        """Snapshot the engine into the table, wait until the broker has acknowledged every changelog write,
+        then ack the intake records it covers (their outputs are acknowledged already): an offset is
+        committed only once a snapshot including its record can be restored. Faust's flush before a commit
+        is not enough: it gives up after 0.1 s without a send and commits with writes still queued (found
+        by the fault tests). Runs under stage.lock."""
         runtime = stage.runtime
         if runtime is None:
             return
         started = time.monotonic()
+        sent = []
         for key, value in snapshot_entries(runtime.rebase(), runtime.applied_offset, table.get):
-            table[key] = value
+            table.data[key] = value  # what table[key] = value does, with the changelog write's future kept
+            sent.append(table.send_changelog(None, key, value))
+        try:
+            await asyncio.wait_for(asyncio.gather(*sent), settings.request_timeout_s)
+        except Exception as exc:
+            stop_worker("snapshot not acknowledged by the broker", exc, EXIT_OUTPUT_REFUSED)
         for event in stage.held:
             event.ack()
         stage.held.clear()
@@ -522,7 +541,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
                     stage.held += batch
                     stage.cadence.applied(len(batch), time.monotonic())
                     if stage.cadence.due(time.monotonic()):
-                        write_snapshot()
+                        await write_snapshot()
                 except Exception as exc:
                     stop_worker("engine failed on a batch", exc, EXIT_FAILED)
 
@@ -532,7 +551,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         async with stage.lock:
             try:
                 if stage.cadence.due(time.monotonic()):
-                    write_snapshot()
+                    await write_snapshot()
             except Exception as exc:
                 stop_worker("engine snapshot failed", exc, EXIT_FAILED)
 
@@ -589,6 +608,7 @@ def run_worker(settings: Settings, directory: Directory, clock: ClockMode, reord
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False,
                           override_logging=False)
     worker.spinner = None
+    install_dump_on_sigusr1(worker, app)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -39,6 +39,36 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _new_offset(self, tp: Any) -> int | None:
+        """The offset to commit for `tp`, never past a record delivered and not yet acked.
+
+        Faust's own rule commits past a record still held when later ones are acked: committed 100,
+        acked 101 and 102, 100 held (the intake holds records to sort them, the engine until its
+        snapshot) gives 103, and a crash then loses 100 (found by the fault tests, one event in ~20
+        kill runs never reached the engine). Its leniency is on purpose (offsets that carry no record,
+        such as transaction markers, are never acked), so we keep it and only hide from it the acked
+        offsets at or past the lowest record still held.
+        """
+        limit = lowest_pending(self._unacked_messages, tp, self._committed_offset[tp])
+        acked: list[int] = self._acked[tp]
+        if limit is None:
+            return super()._new_offset(tp)  # type: ignore[no-any-return]
+        later = [offset for offset in acked if offset >= limit]
+        if not later:
+            return super()._new_offset(tp)  # type: ignore[no-any-return]
+        acked[:] = [offset for offset in acked if offset < limit]
+        try:
+            return super()._new_offset(tp) if acked else None  # type: ignore[no-any-return]
+        finally:
+            acked.extend(later)  # _new_offset sorts the list before it reads it
+
+
+def lowest_pending(unacked: Any, tp: Any, committed: int | None) -> int | None:
+    """The lowest offset of `tp` delivered to an agent and not acked yet (None: none)."""
+    offsets = [m.offset for m in list(unacked)
+               if m.tp == tp and not m.acked and (committed is None or m.offset >= committed)]
+    return min(offsets) if offsets else None
+
 
 class IdempotentTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     Producer = IdempotentProducer

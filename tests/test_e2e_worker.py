@@ -133,6 +133,18 @@ def test_worker_in_event_clock_mode_matches_replay(fresh_broker: Broker, tmp_pat
         assert all(d["topic"] == "jpc.checkpoint-alerts" and d["offset"] is not None for d in dead)
         assert "13912345678" not in json.dumps(dead)
         assert any(d.get("raw_base64") for d in dead) is False
+        # kill -USR1 logs what the worker is doing (tasks, partitions), with no frame's local variables.
+        log_path = tmp_path / "worker.log"
+        worker.send_signal(signal.SIGUSR1)
+        wait_for(lambda: '"diagnostics"' in log_path.read_text(errors="replace"), 30, "the diagnostics record")
+        dump = next(json.loads(line) for line in log_path.read_text(errors="replace").splitlines()
+                    if '"diagnostics"' in line)
+        assert any("correlate" in line for line in dump["agents"])
+        assert any(task.get("stack") for task in dump["tasks"])
+        assert "jpc.intake:0" in dump["consumer"]["partitions"]
+        assert dump["held"] == 0  # caught up: the intake holds nothing back
+        assert "person_ref" not in json.dumps(dump)  # no event, no personal data
+        assert worker.poll() is None
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=60)

@@ -214,8 +214,21 @@ class Bus:
             except Exception as exc:  # a broker on its way back: ask again
                 print(f"drain check failed: {exc!r}", file=sys.stderr)
             time.sleep(1.0)
-        logs = "".join(w.log_tail() for w in workers)
-        pytest.fail(f"worker did not drain its inputs within {timeout_s}s (a stall)\n{logs}")
+        pytest.fail(f"worker did not drain its inputs within {timeout_s}s (a stall)\n{self.stall_report(workers)}")
+
+    def stall_report(self, workers: Sequence[Worker | Supervised]) -> str:
+        """Where each partition stands, and what each worker is doing (its SIGUSR1 diagnostics record)."""
+        try:
+            ends = end_offsets(self.bootstrap, [*INPUT_TOPICS, INTAKE])
+            committed = asyncio.run(_committed(self.bootstrap, self.app_id))
+            offsets = "; ".join(f"{tp.topic}:{tp.partition} end={end} committed={committed.get(tp)}"
+                                for tp, end in sorted(ends.items()))
+        except Exception as exc:
+            offsets = f"offsets not read: {exc!r}"
+        for w in workers:
+            w.diagnose()
+        time.sleep(2.0)  # the dump is written by the worker's event loop
+        return offsets + "\n" + "".join(w.log_tail(12000) for w in workers)
 
 
 class Worker:
@@ -265,6 +278,10 @@ class Worker:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
+    def diagnose(self) -> None:
+        if self.process.poll() is None and time.monotonic() - self.started > 10:  # its handler is installed
+            self.process.send_signal(signal.SIGUSR1)
+
 
 class Supervised:
     """A worker started again whenever it stops because the broker did not take its outputs (exit 75), as
@@ -283,8 +300,11 @@ class Supervised:
         else:
             self.worker.assert_alive()
 
-    def log_tail(self) -> str:
-        return self.worker.log_tail()
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.worker.log_tail(chars)
+
+    def diagnose(self) -> None:
+        self.worker.diagnose()
 
     def stop(self) -> int:
         return self.worker.stop()

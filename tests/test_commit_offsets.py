@@ -1,0 +1,69 @@
+"""The worker's consumer never commits past a record it still holds (streams/app.py ReadCommittedConsumer).
+
+Faust's own rule does: with 100 committed, 101 and 102 acked and 100 held (in the intake's reorder buffer,
+or until the engine's next snapshot), it commits 103, and a crash then loses 100.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from faust.types import TP
+from faust.types.tuples import Message
+
+from streams.app import make_app
+from streams.settings import Settings
+
+pytestmark = pytest.mark.core
+TOPIC = TP("jpc.case-reports", 0)
+
+
+@pytest.fixture
+def consumer(tmp_path: Any) -> Any:
+    app = make_app(Settings(app_id="commit-test", data_dir=tmp_path))
+    app.topics.acks_enabled_for = lambda topic: True  # as for every topic an agent reads
+    consumer = app.consumer
+    consumer._committed_offset[TOPIC] = 100
+    return consumer
+
+
+def delivered(consumer: Any, offset: int, tp: TP = TOPIC) -> Message:
+    message = Message(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None, tp=tp)
+    consumer.track_message(message)  # what Faust's conductor does before an agent sees it
+    return message
+
+
+def test_a_held_record_stops_the_commit_until_it_is_acked(consumer: Any) -> None:
+    held = delivered(consumer, 100)
+    for offset in (101, 102):
+        consumer.ack(delivered(consumer, offset))
+    assert consumer._new_offset(TOPIC) is None
+    consumer.ack(held)
+    assert consumer._new_offset(TOPIC) == 103
+
+
+def test_the_commit_goes_up_to_the_held_record(consumer: Any) -> None:
+    messages = [delivered(consumer, offset) for offset in range(100, 106)]
+    for m in messages:
+        if m.offset != 103:
+            consumer.ack(m)
+    assert consumer._new_offset(TOPIC) == 103
+    consumer._committed_offset[TOPIC] = 103
+    consumer.ack(messages[3])
+    assert consumer._new_offset(TOPIC) == 106
+
+
+def test_offsets_that_carry_no_record_do_not_stop_it(consumer: Any) -> None:
+    # 100 is a transaction marker: never delivered, never acked. Faust's leniency stays.
+    for offset in (101, 102):
+        consumer.ack(delivered(consumer, offset))
+    assert consumer._new_offset(TOPIC) == 103
+
+
+def test_a_record_held_on_another_partition_does_not_stop_this_one(consumer: Any) -> None:
+    other = TP("jpc.case-reports", 1)
+    delivered(consumer, 100, other)
+    for offset in (100, 101):
+        consumer.ack(delivered(consumer, offset))
+    assert consumer._new_offset(TOPIC) == 102
