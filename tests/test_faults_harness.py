@@ -509,6 +509,8 @@ def _difference(live: dict[Any, bytes], expected: dict[Any, bytes]) -> str:
     changed = sorted((k for k in set(live) & set(expected) if live[k] != expected[k]), key=str)
     first = changed[0] if changed else None
     detail = f"\n live:     {live[first]!r}\n expected: {expected[first]!r}" if first is not None else ""
+    detail += "".join(f"\n extra:    {live[k]!r}" for k in extra[:2])
+    detail += "".join(f"\n missing:  {expected[k]!r}" for k in missing[:2])
     return (f"live differs from replay: {len(missing)} missing {missing[:3]}, {len(extra)} extra {extra[:3]}, "
             f"{len(changed)} changed{detail}")
 
