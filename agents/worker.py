@@ -454,6 +454,14 @@ async def send_all(app: faust.App, outputs: list[Output]) -> None:
         stop_worker("outputs not acknowledged by the broker", exc, EXIT_OUTPUT_REFUSED)
 
 
+def untrack(app: faust.App, messages: list[Any]) -> None:
+    """Records an agent held and leaves unacked to the partition's next owner: Faust must stop counting them
+    as pending, or the consumer would never commit past them (streams/app.py). They are read again."""
+    pending: Any = app.consumer._unacked_messages  # Faust's own bookkeeping, not in ConsumerT
+    for message in messages:
+        pending.discard(message)
+
+
 def stop_worker(what: str, exc: BaseException, code: int) -> NoReturn:
     """Stop the process at once. An agent that raised has its batch acked all the same (Faust's take_events
     acks in a `finally`) and committed, so the batch would be lost while the worker went on as if nothing
@@ -532,6 +540,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         async with reorder.lock:
+            untrack(app, [h.event.message for h in reorder._heap if h.event.message.tp in revoked])
             dropped = reorder.forget(revoked)
         if dropped:
             log.info("held records left to the partitions' next owner", dropped=dropped)
@@ -573,6 +582,10 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     async def next_in_sequence(runtime: EngineRuntime, batch: list[Any]) -> list[Any]:
         """The batch's events the engine can apply now (see in_sequence); on a gap, read the intake again
         from the first record missing."""
+        if runtime.blob is None and runtime.applied_offset < 0:
+            # A new engine (no snapshot): it starts where the group's offset put it, not at the topic's start
+            # (the intake may hold another app id's records, or none that retention kept).
+            runtime.applied_offset = min(e.message.offset for e in batch) - 1
         run, missing = in_sequence(runtime.applied_offset, batch)
         if missing is None:
             stage.gap = None
@@ -649,6 +662,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         async with stage.lock:
             if stage.held:
                 log.info("engine records left to the partition's next owner", records=len(stage.held))
+            untrack(app, [event.message for event in stage.held])
             stage.held.clear()
             stage.cadence.forget()
             stage.runtime = None

@@ -49,7 +49,7 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         such as transaction markers, are never acked), so we keep it and only hide from it the acked
         offsets at or past the lowest record still held.
         """
-        limit = lowest_pending(self._unacked_messages, tp, self._committed_offset[tp])
+        limit = lowest_pending(self._unacked_messages, tp, self._committed_offset[tp], self._acked_index[tp])
         acked: list[int] = self._acked[tp]
         if limit is None:
             return super()._new_offset(tp)  # type: ignore[no-any-return]
@@ -63,10 +63,12 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             acked.extend(later)  # _new_offset sorts the list before it reads it
 
 
-def lowest_pending(unacked: Any, tp: Any, committed: int | None) -> int | None:
-    """The lowest offset of `tp` delivered to an agent and not acked yet (None: none)."""
+def lowest_pending(unacked: Any, tp: Any, committed: int | None, acked: Any = frozenset()) -> int | None:
+    """The lowest offset of `tp` delivered to an agent and not acked yet (None: none). A record delivered
+    twice (read again after a rebalance) is pending only until one of its copies is acked."""
     offsets = [m.offset for m in list(unacked)
-               if m.tp == tp and not m.acked and (committed is None or m.offset >= committed)]
+               if m.tp == tp and not m.acked and (committed is None or m.offset >= committed)
+               and m.offset not in acked]
     return min(offsets) if offsets else None
 
 

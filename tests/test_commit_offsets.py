@@ -67,3 +67,12 @@ def test_a_record_held_on_another_partition_does_not_stop_this_one(consumer: Any
     for offset in (100, 101):
         consumer.ack(delivered(consumer, offset))
     assert consumer._new_offset(TOPIC) == 102
+
+
+def test_a_stale_copy_of_a_record_acked_again_does_not_stop_it(consumer: Any) -> None:
+    # Delivered before a rebalance and left unacked; read again after it and acked.
+    stale = delivered(consumer, 100)
+    for offset in (100, 101):
+        consumer.ack(delivered(consumer, offset))
+    assert stale.acked is False
+    assert consumer._new_offset(TOPIC) == 102

@@ -103,8 +103,15 @@ async def _end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicParti
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
+        # Topics just created on a cluster just started can take a moment to show in every node's metadata.
+        deadline = time.monotonic() + 60
+        while True:
+            await consumer._client.force_metadata_update()
+            known = {t: consumer.partitions_for_topic(t) for t in topics}
+            if all(known.values()) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        tps = [TopicPartition(t, p) for t, parts in known.items() for p in sorted(parts or [])]
         return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
