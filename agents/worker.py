@@ -225,14 +225,14 @@ class ReorderBuffer:
         self._last_look = now
         return self._running
 
-    def forget(self, partitions: set[Any]) -> int:
-        """Drop the held records of partitions a rebalance took away. They were never acked, so whoever
-        gets the partition reads them again, in order with the rest; sent now, they would overtake
-        records of other partitions still unread. (So Faust must not wait for them: stream_wait_empty.)"""
-        kept = [h for h in self._heap if h.event.message.tp not in partitions]
-        dropped = len(self._heap) - len(kept)
-        heapq.heapify(kept)
-        self._heap = kept
+    def forget(self, partitions: set[Any]) -> list[Any]:
+        """Drop the held records of partitions a rebalance took away; their messages. They were never acked,
+        so whoever gets the partition reads them again, in order with the rest; sent now, they would
+        overtake records of other partitions still unread. (So Faust must not wait for them:
+        stream_wait_empty.)"""
+        dropped = [h.event.message for h in self._heap if h.event.message.tp in partitions]
+        self._heap = [h for h in self._heap if h.event.message.tp not in partitions]
+        heapq.heapify(self._heap)
         for tp in partitions:
             self._frontier.pop(tp, None)
         return dropped
@@ -279,6 +279,12 @@ class ReorderBuffer:
                 if highwater is None or highwater > (committed or 0):
                     out.append(None)
         return out
+
+    def describe(self) -> dict[str, Any]:
+        """What it holds, for people (the SIGUSR1 diagnostics). Looking does not move the running clock."""
+        oldest = min((h.release_at - self.window_s for h in self._heap), default=None)
+        return {"held": len(self._heap), "held_oldest_s": None if oldest is None else round(self._running - oldest, 1),
+                "partitions_behind": len(self._behind()), "lock_held": self.lock.locked()}
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -497,12 +503,8 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     reorder = ReorderBuffer(reorder_s, highwater, assigned)
 
     def state() -> dict[str, Any]:
-        """The intake's part of the SIGUSR1 diagnostics (agents/worker_diagnostics.py)."""
-        now = reorder._running  # not reorder.clock(): looking must not move the running clock
-        oldest = min((h.release_at - reorder.window_s for h in reorder._heap), default=None)
-        return {"held": len(reorder), "held_oldest_s": None if oldest is None else round(now - oldest, 1),
-                "partitions_behind": len(reorder._behind()), "lock_held": reorder.lock.locked(),
-                "engine_held": len(stage.held), "engine_lock_held": stage.lock.locked()}
+        """The worker's part of the SIGUSR1 diagnostics (agents/worker_diagnostics.py)."""
+        return {**reorder.describe(), "engine_held": len(stage.held), "engine_lock_held": stage.lock.locked()}
 
     app.jpc_state = state  # type: ignore[attr-defined]
 
@@ -540,10 +542,10 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         async with reorder.lock:
-            untrack(app, [h.event.message for h in reorder._heap if h.event.message.tp in revoked])
             dropped = reorder.forget(revoked)
+            untrack(app, dropped)
         if dropped:
-            log.info("held records left to the partitions' next owner", dropped=dropped)
+            log.info("held records left to the partitions' next owner", dropped=len(dropped))
 
     if reorder_s > 0:
         @app.timer(interval=min(0.1, reorder_s))

@@ -34,14 +34,14 @@ class Broker:
         subprocess.run(["bash", str(KAFKA_SH), "stop"], env=self.env, check=False, capture_output=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def start_broker(data: Path) -> Broker:
-    port, cport = _free_port(), _free_port()
+    port, cport = free_port(), free_port()
     env = {**os.environ, "JPC_KAFKA_PORT": str(port), "JPC_KAFKA_CONTROLLER_PORT": str(cport),
            "JPC_KAFKA_DATA": str(data)}
     subprocess.run(["bash", str(KAFKA_SH), "reset"], env=env, check=False, capture_output=True)

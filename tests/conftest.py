@@ -3,44 +3,25 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bench.kafka import KAFKA_SH, Broker, free_port
+from bench.kafka import start_broker as start_kafka
+
 ROOT = Path(__file__).resolve().parent.parent
-KAFKA_SH = ROOT / "deploy" / "kafka.sh"
 JPC = str(ROOT / ".venv" / "bin" / "jpc")
-
-
-@dataclass(frozen=True)
-class Broker:
-    bootstrap: str
-    env: dict[str, str]
-
-    def stop(self) -> None:
-        subprocess.run(["bash", str(KAFKA_SH), "stop"], env=self.env, check=False, capture_output=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["JPC", "KAFKA_SH", "ROOT", "Broker", "free_port", "start_broker"]  # what the test modules import
 
 
 def start_broker(name: str) -> Broker:
     """A single-node broker of our own on free loopback ports, data under .cache/test-kafka/<name>."""
-    port, cport = _free_port(), _free_port()
-    env = {**os.environ, "JPC_KAFKA_PORT": str(port), "JPC_KAFKA_CONTROLLER_PORT": str(cport),
-           "JPC_KAFKA_DATA": str(ROOT / ".cache" / "test-kafka" / name)}
-    subprocess.run(["bash", str(KAFKA_SH), "reset"], env=env, check=False, capture_output=True)
-    done = subprocess.run(["bash", str(KAFKA_SH), "start"], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"broker did not start: {done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return Broker(f"127.0.0.1:{port}", env)
+    try:
+        return start_kafka(ROOT / ".cache" / "test-kafka" / name)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -76,3 +76,16 @@ def test_a_stale_copy_of_a_record_acked_again_does_not_stop_it(consumer: Any) ->
         consumer.ack(delivered(consumer, offset))
     assert stale.acked is False
     assert consumer._new_offset(TOPIC) == 102
+
+
+def test_the_commit_faust_makes_holds_back_the_same_way(consumer: Any) -> None:
+    other = TP("jpc.case-reports", 1)
+    consumer._committed_offset[other] = 0
+    held = delivered(consumer, 100)
+    for offset in (101, 102):
+        consumer.ack(delivered(consumer, offset))
+    for offset in (0, 1):
+        consumer.ack(delivered(consumer, offset, other))
+    assert consumer._filter_committable_offsets([TOPIC, other]) == {other: 2}
+    consumer.ack(held)
+    assert consumer._filter_committable_offsets([TOPIC]) == {TOPIC: 103}

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.provision import provision
 from streams.topics import TopicSpec
-from tests.conftest import JPC, ROOT, Broker, _free_port
+from tests.conftest import JPC, ROOT, Broker, free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 PARTITION_KEYS = {"topic", "partition", "committed", "earliest", "end", "lag", "time_lag_s", "consume_rate",
@@ -250,7 +250,7 @@ async def test_watch_refreshes_until_interrupted(broker: Broker) -> None:
 
 
 def test_unreachable_broker_is_one_line() -> None:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     done = subprocess.run([JPC, "lag", "--brokers", address], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stdout == ""

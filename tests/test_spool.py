@@ -21,7 +21,7 @@ from schemas.codec import Refusal, decode_event
 from schemas.events import InputEvent
 from streams.forwarder import ForwardingSession
 from streams.spool import START, Admission, Spool, SpoolError, SpoolPosition
-from tests.conftest import JPC, KAFKA_SH, ROOT, Broker, _free_port
+from tests.conftest import JPC, KAFKA_SH, ROOT, Broker, free_port
 from tests.member_events import Offsets, count_ids, end_offsets, good_event, line
 
 
@@ -318,7 +318,7 @@ def test_spool_only_then_drain_and_a_broker_out_of_reach(provisioned: Broker, tm
 @pytest.mark.timeout(240)
 def test_publisher_waits_for_a_broker_that_comes_up_later(tmp_path: Path) -> None:
     """The link is down when the publisher starts; it keeps trying, and sends once the bus is there."""
-    port, cport = _free_port(), _free_port()
+    port, cport = free_port(), free_port()
     env = {**os.environ, "JPC_KAFKA_PORT": str(port), "JPC_KAFKA_CONTROLLER_PORT": str(cport),
            "JPC_KAFKA_DATA": str(ROOT / ".cache" / "test-kafka" / "spool-late-broker")}
     bootstrap = f"127.0.0.1:{port}"

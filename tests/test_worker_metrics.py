@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.conftest import JPC, Broker, _free_port
+from tests.conftest import JPC, Broker, free_port
 from tests.test_e2e_worker import BAD_RECORDS, SCENARIO, escalations, final_state, produce_raw, read_topic, replay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -94,7 +94,7 @@ def stop(worker: subprocess.Popen[bytes]) -> int:
 
 def test_metrics_count_what_the_worker_did(fresh_broker: Broker, tmp_path: Path) -> None:
     create_topics(fresh_broker)
-    port, log = _free_port(), tmp_path / "worker.log"
+    port, log = free_port(), tmp_path / "worker.log"
     worker = start_worker(fresh_broker, tmp_path, port)
     try:
         wait_for(lambda: get(port, "/health")[0] == 200, 120, "/health to answer", worker, log)
@@ -170,7 +170,7 @@ def test_health_turns_503_when_the_engine_cannot_write(fresh_broker: Broker, tmp
     and /health says so once they have waited JPC_HEALTH_STALL_S; the worker then stops with 75 when the
     send times out (JPC_REQUEST_TIMEOUT_S), as documented, for its supervisor to start it again."""
     create_topics(fresh_broker)
-    port, log = _free_port(), tmp_path / "worker.log"
+    port, log = free_port(), tmp_path / "worker.log"
     worker = start_worker(fresh_broker, tmp_path, port, JPC_HEALTH_STALL_S="4", JPC_REQUEST_TIMEOUT_S="25")
     try:
         wait_for(lambda: get(port, "/health")[0] == 200, 120, "/health to answer", worker, log)
@@ -218,7 +218,7 @@ def test_an_aborted_transaction_never_reaches_the_engine(fresh_broker: Broker, t
     assert expected
     assert not {r["escalation_id"] for r in would_open} & set(expected)
     create_topics(fresh_broker)
-    port, log = _free_port(), tmp_path / "worker.log"
+    port, log = free_port(), tmp_path / "worker.log"
     worker = start_worker(fresh_broker, tmp_path, port)
     try:
         wait_for(lambda: get(port, "/health")[0] == 200, 120, "/health to answer", worker, log)
