@@ -50,7 +50,7 @@ from schemas.dead_letter import DeadLetter
 from schemas.directory import Directory
 from schemas.escalation import Escalation, revision_json
 from schemas.personal_data import redact_identifiers
-from streams.app import make_app
+from streams.app import lowest_offsets, make_app
 from streams.logging import get_logger
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, ESCALATIONS, INPUT_TOPIC_OF_KIND, INPUT_TOPICS, INTAKE, unit_topic
@@ -280,6 +280,9 @@ class ReorderBuffer:
                     out.append(None)
         return out
 
+    def held_messages(self) -> list[Any]:
+        return [h.event.message for h in self._heap]
+
     def describe(self) -> dict[str, Any]:
         """What it holds, for people (the SIGUSR1 diagnostics). Looking does not move the running clock."""
         oldest = min((h.release_at - self.window_s for h in self._heap), default=None)
@@ -383,6 +386,7 @@ class IntakeGap:
     sought_at: float = float("-inf")
 
 
+STUCK_AFTER_S = 20.0  # longer than anything the intake waits for (its window, a 10 MB record's refusal)
 GAP_SEEK_EVERY_S = 2.0
 GAP_GIVE_UP_S = 120.0  # only records deleted by retention stay missing this long: go on without them
 
@@ -460,14 +464,6 @@ async def send_all(app: faust.App, outputs: list[Output]) -> None:
         stop_worker("outputs not acknowledged by the broker", exc, EXIT_OUTPUT_REFUSED)
 
 
-def untrack(app: faust.App, messages: list[Any]) -> None:
-    """Records an agent held and leaves unacked to the partition's next owner: Faust must stop counting them
-    as pending, or the consumer would never commit past them (streams/app.py). They are read again."""
-    pending: Any = app.consumer._unacked_messages  # Faust's own bookkeeping, not in ConsumerT
-    for message in messages:
-        pending.discard(message)
-
-
 def stop_worker(what: str, exc: BaseException, code: int) -> NoReturn:
     """Stop the process at once. An agent that raised has its batch acked all the same (Faust's take_events
     acks in a `finally`) and committed, so the batch would be lost while the worker went on as if nothing
@@ -508,6 +504,12 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
 
     app.jpc_state = state  # type: ignore[attr-defined]
 
+    def holding() -> dict[Any, int]:
+        """What the agents hold unacked on purpose, lowest offset per partition: the commit stops there."""
+        return lowest_offsets([*reorder.held_messages(), *(event.message for event in stage.held)])
+
+    app.jpc_holding = holding  # type: ignore[attr-defined]  # read by streams.app's consumer
+
     async def release() -> None:
         async with reorder.lock:  # one releaser at a time keeps the intake log in sorted order
             held = reorder.due(reorder.clock(time.monotonic()))
@@ -543,9 +545,40 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     async def forget_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         async with reorder.lock:
             dropped = reorder.forget(revoked)
-            untrack(app, dropped)
         if dropped:
             log.info("held records left to the partitions' next owner", dropped=len(dropped))
+
+    stuck_since: dict[Any, tuple[int, float]] = {}  # input partition -> (committed offset, when first seen)
+
+    @app.timer(interval=5.0)
+    async def reread_stuck_partitions() -> None:
+        """An input partition whose commit stays put while later records are acked and we hold nothing at it
+        is missing records Faust never delivered again after a rebalance (it drops a re-fetched record
+        when a stale one from before the rebalance moved its read offset past it; found by the fault tests,
+        a stall after a pause). Read it again from the commit: the records after it come twice, and the
+        engine ignores the second copy of an event."""
+        consumer: Any = app.consumer  # Faust's bookkeeping below is not in ConsumerT
+        now = time.monotonic()
+        try:
+            held = holding()
+            for tp in consumer.assignment():
+                committed = consumer._committed_offset.get(tp)
+                if tp.topic not in INPUT_TOPICS or committed is None:
+                    continue
+                ahead = any(o > committed for o in consumer._acked.get(tp, ()))
+                if not ahead or held.get(tp, committed + 1) <= committed:
+                    stuck_since.pop(tp, None)
+                    continue
+                seen, since = stuck_since.setdefault(tp, (committed, now))
+                if seen != committed:
+                    stuck_since[tp] = (committed, now)
+                elif now - since >= STUCK_AFTER_S:
+                    log.warning("input partition stuck: reading it again from its commit",
+                                topic=tp.topic, partition=tp.partition, committed=committed)
+                    await consumer.seek(tp, committed)
+                    stuck_since[tp] = (committed, now)
+        except Exception:
+            log.exception("stuck partitions not checked")
 
     if reorder_s > 0:
         @app.timer(interval=min(0.1, reorder_s))
@@ -664,7 +697,6 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         async with stage.lock:
             if stage.held:
                 log.info("engine records left to the partition's next owner", records=len(stage.held))
-            untrack(app, [event.message for event in stage.held])
             stage.held.clear()
             stage.cadence.forget()
             stage.runtime = None

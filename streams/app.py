@@ -11,6 +11,7 @@ read_committed only under `exactly_once`, so the transport sets it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -42,15 +43,22 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     _pending: dict[Any, int] | None = None  # lowest offset still held per partition, during one commit
 
     def _filter_committable_offsets(self, tps: Any) -> dict[Any, int]:
-        # One pass over the records still held for every partition of the commit, not one per partition.
-        self._pending = lowest_pending(self._unacked_messages, self._committed_offset, self._acked_index)
+        # Ask the agents once per commit what they hold, not once per partition.
+        self._pending = self._held_by_agents()
         try:
             return super()._filter_committable_offsets(tps)  # type: ignore[no-any-return]
         finally:
             self._pending = None
 
+    def _held_by_agents(self) -> dict[Any, int]:
+        """Per partition, the lowest offset an agent holds unacked on purpose (app.jpc_holding, set by the
+        worker). Not Faust's own list of unacked messages: it keeps messages it discarded itself at a
+        rebalance, and waiting for those stalled the commit (found by the fault tests)."""
+        holding = getattr(self.app, "jpc_holding", None)
+        return holding() if holding is not None else {}
+
     def _new_offset(self, tp: Any) -> int | None:
-        """The offset to commit for `tp`, never past a record delivered and not yet acked.
+        """The offset to commit for `tp`, never past a record an agent still holds.
 
         Faust's own rule commits past a record still held when later ones are acked: committed 100,
         acked 101 and 102, 100 held (the intake holds records to sort them, the engine until its
@@ -59,9 +67,7 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         such as transaction markers, are never acked), so we keep it and only hide from it the acked
         offsets at or past the lowest record still held.
         """
-        pending = self._pending
-        if pending is None:
-            pending = lowest_pending(self._unacked_messages, self._committed_offset, self._acked_index)
+        pending = self._pending if self._pending is not None else self._held_by_agents()
         limit = pending.get(tp)
         acked: list[int] = self._acked[tp]
         later = [] if limit is None else [offset for offset in acked if offset >= limit]
@@ -74,18 +80,12 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             acked.extend(later)  # _new_offset sorts the list before it reads it
 
 
-def lowest_pending(unacked: Any, committed: Any, acked: Any) -> dict[Any, int]:
-    """Per partition, the lowest offset delivered to an agent and not acked yet (absent: none). A record
-    delivered twice (read again after a rebalance) is pending only until one of its copies is acked;
-    `committed` and `acked` are Faust's per-partition committed offsets and acked offsets."""
+def lowest_offsets(messages: Iterable[Any]) -> dict[Any, int]:
+    """Per partition, the lowest offset among `messages`."""
     lowest: dict[Any, int] = {}
-    for m in list(unacked):
-        tp, offset = m.tp, m.offset
-        if m.acked or offset in acked.get(tp, ()):
-            continue
-        floor = committed.get(tp)
-        if (floor is None or offset >= floor) and offset < lowest.get(tp, offset + 1):
-            lowest[tp] = offset
+    for m in messages:
+        if m.offset < lowest.get(m.tp, m.offset + 1):
+            lowest[m.tp] = m.offset
     return lowest
 
 

@@ -1,4 +1,4 @@
-"""The worker's consumer never commits past a record it still holds (streams/app.py ReadCommittedConsumer).
+"""The worker's consumer never commits past a record an agent still holds (streams/app.py ReadCommittedConsumer).
 
 Faust's own rule does: with 100 committed, 101 and 102 acked and 100 held (in the intake's reorder buffer,
 or until the engine's next snapshot), it commits 103, and a crash then loses 100.
@@ -12,7 +12,7 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from streams.app import make_app
+from streams.app import lowest_offsets, make_app
 from streams.settings import Settings
 
 pytestmark = pytest.mark.core
@@ -23,7 +23,10 @@ TOPIC = TP("jpc.case-reports", 0)
 def consumer(tmp_path: Any) -> Any:
     app = make_app(Settings(app_id="commit-test", data_dir=tmp_path))
     app.topics.acks_enabled_for = lambda topic: True  # as for every topic an agent reads
+    held: list[Message] = []
+    app.jpc_holding = lambda: lowest_offsets(m for m in held if not m.acked)  # what the worker's agents hold
     consumer = app.consumer
+    consumer.held = held
     consumer._committed_offset[TOPIC] = 100
     return consumer
 
@@ -34,23 +37,28 @@ def delivered(consumer: Any, offset: int, tp: TP = TOPIC) -> Message:
     return message
 
 
+def held(consumer: Any, offset: int, tp: TP = TOPIC) -> Message:
+    message = delivered(consumer, offset, tp)
+    consumer.held.append(message)
+    return message
+
+
 def test_a_held_record_stops_the_commit_until_it_is_acked(consumer: Any) -> None:
-    held = delivered(consumer, 100)
+    record = held(consumer, 100)
     for offset in (101, 102):
         consumer.ack(delivered(consumer, offset))
     assert consumer._new_offset(TOPIC) is None
-    consumer.ack(held)
+    consumer.ack(record)
     assert consumer._new_offset(TOPIC) == 103
 
 
 def test_the_commit_goes_up_to_the_held_record(consumer: Any) -> None:
-    messages = [delivered(consumer, offset) for offset in range(100, 106)]
-    for m in messages:
-        if m.offset != 103:
-            consumer.ack(m)
+    waiting = held(consumer, 103)
+    for offset in (100, 101, 102, 104, 105):
+        consumer.ack(delivered(consumer, offset))
     assert consumer._new_offset(TOPIC) == 103
     consumer._committed_offset[TOPIC] = 103
-    consumer.ack(messages[3])
+    consumer.ack(waiting)
     assert consumer._new_offset(TOPIC) == 106
 
 
@@ -62,15 +70,14 @@ def test_offsets_that_carry_no_record_do_not_stop_it(consumer: Any) -> None:
 
 
 def test_a_record_held_on_another_partition_does_not_stop_this_one(consumer: Any) -> None:
-    other = TP("jpc.case-reports", 1)
-    delivered(consumer, 100, other)
+    held(consumer, 100, TP("jpc.case-reports", 1))
     for offset in (100, 101):
         consumer.ack(delivered(consumer, offset))
     assert consumer._new_offset(TOPIC) == 102
 
 
-def test_a_stale_copy_of_a_record_acked_again_does_not_stop_it(consumer: Any) -> None:
-    # Delivered before a rebalance and left unacked; read again after it and acked.
+def test_a_message_faust_dropped_unacked_does_not_stop_it(consumer: Any) -> None:
+    # Delivered before a rebalance and discarded from a queue by Faust itself; read again and acked.
     stale = delivered(consumer, 100)
     for offset in (100, 101):
         consumer.ack(delivered(consumer, offset))
@@ -81,11 +88,11 @@ def test_a_stale_copy_of_a_record_acked_again_does_not_stop_it(consumer: Any) ->
 def test_the_commit_faust_makes_holds_back_the_same_way(consumer: Any) -> None:
     other = TP("jpc.case-reports", 1)
     consumer._committed_offset[other] = 0
-    held = delivered(consumer, 100)
+    record = held(consumer, 100)
     for offset in (101, 102):
         consumer.ack(delivered(consumer, offset))
     for offset in (0, 1):
         consumer.ack(delivered(consumer, offset, other))
     assert consumer._filter_committable_offsets([TOPIC, other]) == {other: 2}
-    consumer.ack(held)
+    consumer.ack(record)
     assert consumer._filter_committable_offsets([TOPIC]) == {TOPIC: 103}

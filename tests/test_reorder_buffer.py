@@ -109,7 +109,7 @@ def test_revoked_partitions_drop_their_held_records_unacked() -> None:
     buf = parts.buffer()
     judge(buf, "a", 0, key(10), 0.0)
     kept = judge(buf, "b", 0, key(20), 0.0)
-    assert [m.offset for m in buf.forget({"a"})] == [0]  # a@0, for Faust to stop counting as pending
+    assert [m.offset for m in buf.forget({"a"})] == [0]  # a@0, left for the next owner
     parts.committed.pop("a")
     assert released(buf, 2.0) == ["b@0"]
     assert kept.message.refs == 1  # acking is the releaser's job, after the intake record is on the broker
