@@ -32,7 +32,8 @@ def consumer(tmp_path: Any) -> Any:
 
 
 def delivered(consumer: Any, offset: int, tp: TP = TOPIC) -> Message:
-    message = Message(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None, tp=tp)
+    message = Message(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None, tp=tp,
+                      generation_id=consumer.app.consumer_generation_id)
     consumer.track_message(message)  # what Faust's conductor does before an agent sees it
     return message
 
@@ -96,3 +97,17 @@ def test_the_commit_faust_makes_holds_back_the_same_way(consumer: Any) -> None:
     assert consumer._filter_committable_offsets([TOPIC, other]) == {other: 2}
     consumer.ack(record)
     assert consumer._filter_committable_offsets([TOPIC]) == {TOPIC: 103}
+
+
+def test_an_ack_from_before_a_rebalance_counts_for_nothing(consumer: Any) -> None:
+    # 100-102 were delivered and held; the group rebalanced (the assignment sought back to 100, the
+    # intake gave the records up); the agent's batch then ended and Faust acked them. Counting those acks
+    # commits past records never sent on.
+    old = [delivered(consumer, offset) for offset in (100, 101, 102)]
+    consumer.app.consumer_generation_id += 1
+    for message in old:
+        assert consumer.ack(message) is False
+    assert consumer._new_offset(TOPIC) is None
+    for offset in (100, 101, 102):  # delivered again after the rebalance
+        consumer.ack(delivered(consumer, offset))
+    assert consumer._new_offset(TOPIC) == 103
