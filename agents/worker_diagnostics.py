@@ -66,8 +66,25 @@ def consumer_state(app: faust.App) -> dict[str, Any]:
         state[f"{tp.topic}:{tp.partition}"] = {
             "highwater": highwater, "read": consumer._read_offset.get(tp),
             "committed": consumer._committed_offset.get(tp), "acked_pending": len(acked),
-            "acked_min": min(acked) if acked else None, "paused": tp in consumer._paused_partitions}
+            "acked_min": min(acked) if acked else None, "acked_runs": _runs(acked),
+            "acked_copies": len(acked) - len(set(acked)),
+            "indexed_not_acked": sorted(set(consumer._acked_index.get(tp) or ()) - set(acked))[:10],
+            "gaps": [[i.begin, i.end] for i in sorted(consumer._gap.get(tp) or ())][:10],
+            "paused": tp in consumer._paused_partitions}
     return {"unacked": len(consumer._unacked_messages), "flow_active": consumer.flow_active, "partitions": state}
+
+
+def _runs(offsets: list[int], most: int = 10) -> list[list[int]]:
+    """The first unbroken runs of offsets, as [first, last]: where a commit waits."""
+    runs: list[list[int]] = []
+    for offset in sorted(set(offsets)):
+        if runs and offset == runs[-1][1] + 1:
+            runs[-1][1] = offset
+        elif len(runs) == most:
+            break
+        else:
+            runs.append([offset, offset])
+    return runs
 
 
 def install_dump_on_sigusr1(worker: faust.Worker, app: faust.App) -> None:
