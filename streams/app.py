@@ -16,8 +16,8 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types.tuples import ack_lock
 
+from streams.fetching import SeekAwareFetch
 from streams.settings import Settings
 
 
@@ -37,40 +37,11 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
         return self._ensure_consumer().last_stable_offset(tp)
 
 
-class ReadCommittedConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class ReadCommittedConsumer(SeekAwareFetch, faust_aiokafka.Consumer):  # type: ignore[misc]
     def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     _pending: dict[Any, int] | None = None  # lowest offset still held per partition, during one commit
-
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        """Stop the flow of records first, at every revocation.
-
-        Faust stops it only when the consumer still has an assignment as the revocation starts. A worker the
-        group evicted (paused past its session, a broker away longer than the session) has none by then, so
-        records kept flowing through the rebalance: the new assignment delivered records before Faust sought
-        to the commit, and that seek then ran while a delivery was in flight. Faust's fetch loop noted the
-        stale delivery's offset as read afterwards and dropped every record the seek was meant to read again
-        (a stall), or counted records it never delivered as a gap to skip (a loss; both found by the fault
-        tests with a trace of every fetch). Stopped, the flow resumes only after the seek to the commit."""
-        self.stop_flow()
-        self.app.flow_control.suspend()
-        self.app.flow_control.clear()  # records queued for the agents came from before the rebalance
-        await super().on_partitions_revoked(revoked)
-
-    def ack(self, message: Any) -> bool:
-        """Faust's ack, except for a record delivered before the last rebalance: that counts for nothing.
-
-        The rebalance sought its partition back to the commit and the record comes again; its old delivery
-        may have been dropped meanwhile (the intake gives up the records it holds for revoked partitions).
-        Faust counts its ack all the same, when the agent's batch ends after the rebalance: the commit then
-        went past records never sent on (found by the fault tests: 51 events lost after a broker restart)."""
-        with ack_lock:
-            if message.generation_id != self.app.consumer_generation_id and not message.acked:
-                message.acked = True  # so it is not counted later either
-                self._unacked_messages.discard(message)
-                return False
-            return super().ack(message)  # type: ignore[no-any-return]
 
     def _filter_committable_offsets(self, tps: Any) -> dict[Any, int]:
         # Ask the agents once per commit what they hold, not once per partition.

@@ -1,0 +1,112 @@
+"""Faust's fetch loop, made to lose nothing around a seek.
+
+Faust hands each fetched record to its fetch loop (`Consumer._drain_messages`), which notes the record's
+offset as read once delivered and from then on drops any record at a lower offset (it treats them as
+stale) and counts a jump in offsets as a gap of offsets that carry no record (transaction markers),
+committable as if processed. Around a rebalance that bookkeeping went wrong in two ways, seen with a
+trace of every fetch in the pause fault test:
+
+- Faust started delivering records of the new assignment before its seek to the committed offset (table
+  recovery resumes the flow first). When the seek ran while a delivery was in flight, the loop then
+  noted that stale delivery's offset as read, and dropped every record the seek was meant to read again:
+  the partition's commit stalled.
+- Faust's `getmany` stops part way through a fetched batch when the generation changes or the flow
+  stops, and the records left in the batch are gone: the client's position is already past them. The
+  next fetch then looks like a jump, and Faust counted the records it never delivered as a gap to commit
+  over (51 events lost in a CI run).
+
+`SeekAwareFetch` keeps count of seeks per partition. A record left undelivered in a batch is fetched
+again (a seek to it) unless a seek since the batch was fetched already set where reading goes on; a
+seek during a delivery puts the read offset back to where the seek set it; the rest of a batch fetched
+before a seek is not delivered. Records delivered twice are fine: processing is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from streams.logging import get_logger
+
+log = get_logger("consumer")
+
+
+class SeekAwareFetch:
+    """Mixed into the worker's Faust consumer (streams.app.ReadCommittedConsumer), before Faust's class."""
+
+    _seeks = 0  # seeks so far, by anyone
+    _sought: dict[Any, tuple[int, int | None]] | None = None  # per partition: (seeks then, read offset it set)
+
+    def _note_seek(self, tp: Any) -> None:
+        if self._sought is None:
+            self._sought = {}
+        self._seeks += 1
+        self._sought[tp] = (self._seeks, self._read_offset.get(tp))  # type: ignore[attr-defined]
+
+    def _sought_since(self, tp: Any, count: int) -> bool:
+        return self._sought is not None and self._sought.get(tp, (0, None))[0] > count
+
+    async def seek(self, partition: Any, offset: int) -> None:
+        await super().seek(partition, offset)  # type: ignore[misc]
+        self._note_seek(partition)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()  # type: ignore[misc]
+        for tp in self.assignment():  # type: ignore[attr-defined]
+            self._note_seek(tp)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109 (Faust's signature)
+        """Faust's `Consumer.getmany` (faust-streaming 0.11+), with the seek bookkeeping above."""
+        consumer: Any = self
+        records, active_partitions = await consumer._wait_next_records(timeout)
+        generation_id = consumer.app.consumer_generation_id
+        fetched_at = self._seeks
+        if records is None or consumer.should_stop:
+            return
+        if not consumer.flow_active:
+            try:  # as Faust does: what was fetched while the flow was stopped is read again from the commit
+                await consumer.perform_seek()
+            except Exception as exc:
+                log.warning("seek to the committed offsets failed", error=repr(exc))
+            return
+        delivered: dict[Any, int] = {}  # per partition: the last offset whose delivery came back
+        try:
+            for tp, record in consumer.scheduler.iterate(records):
+                if not consumer.flow_active or consumer.app.consumer_generation_id != generation_id:
+                    break
+                if self._sought_since(tp, fetched_at):
+                    continue  # fetched before a seek that set where this partition reads next
+                if active_partitions is None or tp in active_partitions or tp in consumer._buffered_partitions:
+                    consumer.app.monitor.track_tp_end_offset(tp, consumer.highwater(tp))
+                    before = self._seeks
+                    yield tp, consumer._to_message(tp, record)
+                    if self._sought_since(tp, before):
+                        # Sought while this record was delivered: the loop has just noted it as read, which
+                        # would drop the records the seek is for. Put back what the seek set.
+                        _, read_offset = self._sought[tp]  # type: ignore[index]  # set by the seek
+                        if read_offset is None:
+                            consumer._read_offset.pop(tp, None)
+                        else:
+                            consumer._read_offset[tp] = read_offset
+                    else:
+                        delivered[tp] = record.offset
+        finally:
+            await self._fetch_again(records, delivered, fetched_at)
+
+    async def _fetch_again(self, records: Mapping[Any, list[Any]], delivered: dict[Any, int],
+                           fetched_at: int) -> None:
+        """Seek back to the first record of each partition's batch that was not delivered, unless a seek since
+        the batch was fetched set where that partition reads next (its records are stale then)."""
+        consumer: Any = self
+        assignment = consumer.assignment()
+        for tp, batch in records.items():
+            last = delivered.get(tp)
+            left = [r.offset for r in batch if last is None or r.offset > last]
+            if not left or self._sought_since(tp, fetched_at) or tp not in assignment:
+                continue
+            log.info("records fetched and not delivered: reading them again", topic=tp.topic,
+                     partition=tp.partition, first=left[0], count=len(left))
+            try:
+                await self.seek(tp, left[0])
+            except Exception as exc:  # revoked meanwhile: its next owner reads from the commit
+                log.warning("records not sought again", topic=tp.topic, partition=tp.partition, error=repr(exc))
