@@ -16,9 +16,10 @@ trace of every fetch in the pause fault test:
   over (51 events lost in a CI run).
 
 `SeekAwareFetch` keeps count of seeks per partition. A record left undelivered in a batch is fetched
-again (a seek to it) unless a seek since the batch was fetched already set where reading goes on; a
-seek during a delivery puts the read offset back to where the seek set it; the rest of a batch fetched
-before a seek is not delivered. Records delivered twice are fine: processing is idempotent.
+again (a seek to it) unless a seek or a new assignment since the batch was fetched set where reading
+goes on; a seek or a reassignment during a delivery puts the read offset back to what they set; the
+rest of a batch fetched before a seek is not delivered. Records delivered twice are fine: processing is
+idempotent.
 """
 
 from __future__ import annotations
@@ -88,10 +89,15 @@ class SeekAwareFetch:
                             consumer._read_offset.pop(tp, None)
                         else:
                             consumer._read_offset[tp] = read_offset
+                    elif consumer.app.consumer_generation_id != generation_id:
+                        # Reassigned while it was delivered: the new assignment reads on from the commit
+                        # (the client's own reset, no seek of Faust's), so nothing counts as read yet.
+                        consumer._read_offset.pop(tp, None)
                     else:
                         delivered[tp] = record.offset
         finally:
-            await self._fetch_again(records, delivered, fetched_at)
+            if consumer.app.consumer_generation_id == generation_id:  # else reassigned: read from the commit
+                await self._fetch_again(records, delivered, fetched_at)
 
     async def _fetch_again(self, records: Mapping[Any, list[Any]], delivered: dict[Any, int],
                            fetched_at: int) -> None:
