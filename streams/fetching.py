@@ -36,13 +36,16 @@ class SeekAwareFetch:
     """Mixed into the worker's Faust consumer (streams.app.ReadCommittedConsumer), before Faust's class."""
 
     _seeks = 0  # seeks so far, by anyone
-    _sought: dict[Any, tuple[int, int | None]] | None = None  # per partition: (seeks then, read offset it set)
+    _sought: dict[Any, tuple[int, int]] | None = None  # per partition: (the seek count then, the offset sought)
 
     def _note_seek(self, tp: Any) -> None:
+        offset = self._read_offset.get(tp)  # type: ignore[attr-defined]  # what Faust's seek set
+        if offset is None:
+            return  # offset 0, or no commit (perform_seek leaves the client where it is): reading runs on
         if self._sought is None:
             self._sought = {}
         self._seeks += 1
-        self._sought[tp] = (self._seeks, self._read_offset.get(tp))  # type: ignore[attr-defined]
+        self._sought[tp] = (self._seeks, offset)
 
     def _sought_since(self, tp: Any, count: int) -> bool:
         return self._sought is not None and self._sought.get(tp, (0, None))[0] > count
@@ -59,13 +62,16 @@ class SeekAwareFetch:
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109 (Faust's signature)
         """Faust's `Consumer.getmany` (faust-streaming 0.11+), with the seek bookkeeping above."""
         consumer: Any = self
+        # Counted before the fetch: the client runs in its own thread, and a batch it took before a seek can
+        # come back after it.
+        fetched_at, generation_id = self._seeks, consumer.app.consumer_generation_id
         records, active_partitions = await consumer._wait_next_records(timeout)
-        generation_id = consumer.app.consumer_generation_id
-        fetched_at = self._seeks
         if records is None or consumer.should_stop:
             return
-        if not consumer.flow_active:
-            try:  # as Faust does: what was fetched while the flow was stopped is read again from the commit
+        if not consumer.flow_active or consumer.app.consumer_generation_id != generation_id:
+            # Fetched while the flow was stopped (as Faust does) or across a reassignment (the batch may be the
+            # old assignment's): read every partition again from its commit.
+            try:
                 await consumer.perform_seek()
             except Exception as exc:
                 log.warning("seek to the committed offsets failed", error=repr(exc))
@@ -76,7 +82,7 @@ class SeekAwareFetch:
                 if not consumer.flow_active or consumer.app.consumer_generation_id != generation_id:
                     break
                 if self._sought_since(tp, fetched_at):
-                    continue  # fetched before a seek that set where this partition reads next
+                    continue  # the batch may predate the seek: it is sought again below
                 if active_partitions is None or tp in active_partitions or tp in consumer._buffered_partitions:
                     consumer.app.monitor.track_tp_end_offset(tp, consumer.highwater(tp))
                     before = self._seeks
@@ -84,11 +90,7 @@ class SeekAwareFetch:
                     if self._sought_since(tp, before):
                         # Sought while this record was delivered: the loop has just noted it as read, which
                         # would drop the records the seek is for. Put back what the seek set.
-                        _, read_offset = self._sought[tp]  # type: ignore[index]  # set by the seek
-                        if read_offset is None:
-                            consumer._read_offset.pop(tp, None)
-                        else:
-                            consumer._read_offset[tp] = read_offset
+                        consumer._read_offset[tp] = self._sought[tp][1]  # type: ignore[index]  # set by the seek
                     elif consumer.app.consumer_generation_id != generation_id:
                         # Reassigned while it was delivered: the new assignment reads on from the commit
                         # (the client's own reset, no seek of Faust's), so nothing counts as read yet.
@@ -101,18 +103,24 @@ class SeekAwareFetch:
 
     async def _fetch_again(self, records: Mapping[Any, list[Any]], delivered: dict[Any, int],
                            fetched_at: int) -> None:
-        """Seek back to the first record of each partition's batch that was not delivered, unless a seek since
-        the batch was fetched set where that partition reads next (its records are stale then)."""
+        """Where each partition of the batch reads next. Sought since the fetch: from that seek's offset again
+        (what the client returned may predate it). Else from the first record not delivered, if any."""
         consumer: Any = self
         assignment = consumer.assignment()
         for tp, batch in records.items():
-            last = delivered.get(tp)
-            left = [r.offset for r in batch if last is None or r.offset > last]
-            if not left or self._sought_since(tp, fetched_at) or tp not in assignment:
+            if tp not in assignment:
                 continue
-            log.info("records fetched and not delivered: reading them again", topic=tp.topic,
-                     partition=tp.partition, first=left[0], count=len(left))
+            if self._sought_since(tp, fetched_at):
+                offset = self._sought[tp][1]  # type: ignore[index]  # set by the seek
+            else:
+                last = delivered.get(tp)
+                left = [r.offset for r in batch if last is None or r.offset > last]
+                if not left:
+                    continue
+                offset = left[0]
+                log.info("records fetched and not delivered: reading them again", topic=tp.topic,
+                         partition=tp.partition, first=offset, count=len(left))
             try:
-                await self.seek(tp, left[0])
+                await self.seek(tp, offset)
             except Exception as exc:  # revoked meanwhile: its next owner reads from the commit
                 log.warning("records not sought again", topic=tp.topic, partition=tp.partition, error=repr(exc))

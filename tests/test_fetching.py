@@ -23,9 +23,11 @@ END = 110  # the partition holds offsets 100-109; the commit is at 100
 BATCH = 6
 
 
-def run_fetch_loop(tmp_path: Any, during: Callable[[Any, int, list[int]], Any]) -> list[int]:
+def run_fetch_loop(tmp_path: Any, during: Callable[[Any, int, list[int]], Any],
+                   while_fetching: Callable[[Any, int], Any] | None = None) -> list[int]:
     """Every offset the loop delivered, in order; `during(consumer, offset, delivered)` runs inside each
-    delivery (where a rebalance can happen)."""
+    delivery (where a rebalance can happen), `while_fetching(consumer, fetch_number)` after the client took
+    a batch and before the loop gets it (the client runs in a thread of its own)."""
     app = make_app(Settings(app_id="fetch-test", data_dir=tmp_path))
     app.topics.acks_enabled_for = lambda topic: True
     consumer: Any = app.consumer
@@ -38,7 +40,10 @@ def run_fetch_loop(tmp_path: Any, during: Callable[[Any, int, list[int]], Any]) 
             log["generation"], log["position"] = app.consumer_generation_id, 100
         first = log["position"]
         log["position"] = min(first + BATCH, END)  # the client's position moves past what it returns
-        return {TOPIC: [SimpleNamespace(offset=o) for o in range(first, log["position"])]}, None
+        log["fetches"] = log.get("fetches", 0) + 1
+        if while_fetching is not None:
+            await while_fetching(consumer, log["fetches"])
+        return {TOPIC: [SimpleNamespace(offset=o) for o in range(first, first + BATCH) if o < END]}, None
 
     async def seek_client(tp: TP, offset: int) -> None:
         log["position"] = offset
@@ -105,3 +110,15 @@ def test_records_left_in_a_batch_stopped_part_way_are_fetched_again(tmp_path: An
 
     delivered = run_fetch_loop(tmp_path, during)
     assert delivered == list(range(100, END))  # 103-105 were fetched with 102: not skipped as a gap
+
+
+def test_a_batch_taken_before_a_seek_and_returned_after_it_is_not_delivered(tmp_path: Any) -> None:
+    async def during(consumer: Any, offset: int, delivered: list[int]) -> None:
+        pass
+
+    async def while_fetching(consumer: Any, fetch: int) -> None:
+        if fetch == 2:  # the client took 106-109; meanwhile the rebalance's seek back to the commit
+            await consumer.seek(TOPIC, 100)
+
+    delivered = run_fetch_loop(tmp_path, during, while_fetching)
+    assert delivered == [*range(100, 106), *range(100, END)]
