@@ -38,10 +38,9 @@ class SeekAwareFetch:
     _seeks = 0  # seeks so far, by anyone
     _sought: dict[Any, tuple[int, int]] | None = None  # per partition: (the seek count then, the offset sought)
 
-    def _note_seek(self, tp: Any) -> None:
-        offset = self._read_offset.get(tp)  # type: ignore[attr-defined]  # what Faust's seek set
-        if offset is None:
-            return  # offset 0, or no commit (perform_seek leaves the client where it is): reading runs on
+    def _note_seek(self, tp: Any, offset: int | None) -> None:
+        if not offset:
+            return  # offset 0 (Faust then clears its read offset), or no commit to seek to: reading runs on
         if self._sought is None:
             self._sought = {}
         self._seeks += 1
@@ -52,12 +51,14 @@ class SeekAwareFetch:
 
     async def seek(self, partition: Any, offset: int) -> None:
         await super().seek(partition, offset)  # type: ignore[misc]
-        self._note_seek(partition)
+        self._note_seek(partition, offset)
 
-    async def perform_seek(self) -> None:
-        await super().perform_seek()  # type: ignore[misc]
-        for tp in self.assignment():  # type: ignore[attr-defined]
-            self._note_seek(tp)
+    async def seek_to_committed(self) -> Mapping[Any, int | None]:
+        """Faust's perform_seek calls this, then sets its read offsets to what it returns."""
+        committed: Mapping[Any, int | None] = await super().seek_to_committed()  # type: ignore[misc]
+        for tp, offset in committed.items():
+            self._note_seek(tp, offset)  # the client seeks only to a commit above 0
+        return committed
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109 (Faust's signature)
         """Faust's `Consumer.getmany` (faust-streaming 0.11+), with the seek bookkeeping above."""
@@ -70,12 +71,13 @@ class SeekAwareFetch:
             return
         if not consumer.flow_active or consumer.app.consumer_generation_id != generation_id:
             # Fetched while the flow was stopped (as Faust does) or across a reassignment (the batch may be the
-            # old assignment's): read every partition again from its commit.
+            # old assignment's): partitions with a commit read again from it; the others (a table's changelog
+            # during recovery) read again from the first record not delivered, below.
             try:
                 await consumer.perform_seek()
             except Exception as exc:
                 log.warning("seek to the committed offsets failed", error=repr(exc))
-            return
+            generation_id = consumer.app.consumer_generation_id
         delivered: dict[Any, int] = {}  # per partition: the last offset whose delivery came back
         try:
             for tp, record in consumer.scheduler.iterate(records):

@@ -122,3 +122,20 @@ def test_a_batch_taken_before_a_seek_and_returned_after_it_is_not_delivered(tmp_
 
     delivered = run_fetch_loop(tmp_path, during, while_fetching)
     assert delivered == [*range(100, 106), *range(100, END)]
+
+
+def test_a_reassignment_during_a_fetch_keeps_the_records_of_a_partition_without_a_commit(tmp_path: Any) -> None:
+    # A table's changelog during recovery has no commit to read again from: its records must be delivered
+    # (dropping them stalled the table's recovery for good).
+    async def during(consumer: Any, offset: int, delivered: list[int]) -> None:
+        pass
+
+    async def while_fetching(consumer: Any, fetch: int) -> None:
+        if fetch == 2:
+            async def no_commits() -> dict[Any, int | None]:
+                return {}
+            consumer._thread = SimpleNamespace(seek_to_committed=no_commits)
+            consumer.app.consumer_generation_id += 1
+
+    delivered = run_fetch_loop(tmp_path, during, while_fetching)
+    assert delivered[:10] == list(range(100, END))
