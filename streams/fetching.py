@@ -15,11 +15,13 @@ trace of every fetch in the pause fault test:
   next fetch then looks like a jump, and Faust counted the records it never delivered as a gap to commit
   over (51 events lost in a CI run).
 
-`SeekAwareFetch` keeps count of seeks per partition. A record left undelivered in a batch is fetched
-again (a seek to it) unless a seek or a new assignment since the batch was fetched set where reading
-goes on; a seek or a reassignment during a delivery puts the read offset back to what they set; the
-rest of a batch fetched before a seek is not delivered. Records delivered twice are fine: processing is
-idempotent.
+`SeekAwareFetch` keeps count of seeks per partition, from before each fetch (the client runs in a
+thread of its own and can hand back a batch it took before a seek). Records of a partition sought since
+its batch was fetched are not delivered, and the partition is sought to that offset again; a record left
+undelivered in a batch is fetched again (a seek to it) unless a seek or a new assignment set where
+reading goes on; a seek or a reassignment during a delivery puts the read offset back to what they set;
+a batch fetched across a reassignment is read again from the commits. Records delivered twice are fine:
+processing is idempotent. tests/test_fetching.py drives Faust's own fetch loop through each case.
 """
 
 from __future__ import annotations
