@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, TypeVar, get_args
 
 import orjson
@@ -200,6 +200,8 @@ _NO: Any = object()  # "not sure": let the models decide
 _M = TypeVar("_M", bound=BaseModel)
 _Check = Callable[[Any], Any]
 _set = object.__setattr__
+# What `model.__new__` is (the models define none), without asking pydantic's metaclass for the attribute.
+_new = object.__new__
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]+")
 _ELEVEN_DIGITS = re.compile(r"\d{11}")  # both identifiers hold a run of at least 11 digits
 _TIMES: dict[str, datetime] = {}  # events of one second share their timestamps: parse each once
@@ -207,10 +209,27 @@ _ZONES: dict[tzinfo, tzinfo] = {}
 # The contract's bounds written in each zone seen: comparing times in one zone object goes field by field,
 # comparing across zones asks both for their offsets (slower than parsing the time).
 _BOUNDS: dict[tzinfo, tuple[datetime, datetime]] = {}
-_SHARED: dict[str, str] = {}  # unit, checkpoint and region ids: one string object each, not one per event
-_SHARED_IDS: dict[str, str] = {}  # the ids among them that passed `_SHARED_ID` (its own bounds)
+_SHARED_IDS: dict[str, str] = {}  # unit, checkpoint and region ids: one string object each, not one per event
+# "YYYY-MM-DDTHH:MM+HH:MM" -> that minute (":00" seconds), parsed and within bounds: see `_time`
+_MINUTES: dict[str, datetime] = {}
+_SECONDS = {f":{n:02d}": timedelta(seconds=n) for n in range(60)}
 _BOUND = 100_000  # the caches are cleared when full: input decides what is in them
 _TIMES_BOUND = 8_192  # input comes roughly in time order: recent seconds are the ones that repeat
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """How one field is judged. `check` takes any value and says what the model would hold, or `_NO`;
+    `known` (when given) holds string values `check` has accepted, with what it made of them: most fields
+    repeat a few hundred values (ids, enumerations, the current second), and a lookup costs less than a call.
+    Every entry of `known` must be exactly what `check` returns for its key."""
+
+    check: _Check
+    known: dict[str, Any] | None = None
+
+
+def _refuse(value: Any) -> Any:
+    return _NO
 
 
 def _time(value: Any) -> Any:
@@ -219,6 +238,14 @@ def _time(value: Any) -> Any:
     known = _TIMES.get(value)
     if known is not None:
         return known
+    # The common shape, whole seconds and an offset ("2020-01-24T06:00:13+08:00"): a minute parsed before plus
+    # its seconds. Regex, parse and a change of zone cost ten times as much; this shape differs from its minute
+    # only in the two digits of the seconds, which the lookup of ":SS" checks (seconds 00-59, as the parser).
+    second = _SECONDS.get(value[16:19])
+    if second is not None and len(value) == 25:
+        minute = _MINUTES.get(value[:16] + value[19:])
+        if minute is not None:
+            return _remember_time(value, minute + second)
     if RFC3339.fullmatch(value) is None:
         return _NO
     try:
@@ -238,32 +265,49 @@ def _time(value: Any) -> Any:
         bounds = _BOUNDS[shared] = (EARLIEST.astimezone(shared), LATEST.astimezone(shared))
     if not bounds[0] <= parsed < bounds[1]:
         return _NO
+    if second is not None and len(value) == 25 and value[19] in "+-":
+        # The bounds fall on whole minutes in every offset written HH:MM, so every second of an accepted
+        # minute is within them too.
+        if len(_MINUTES) >= _TIMES_BOUND:
+            _MINUTES.clear()
+        _MINUTES[value[:16] + value[19:]] = parsed - second
+    return _remember_time(value, parsed)
+
+
+def _remember_time(value: str, parsed: datetime) -> datetime:
     if len(_TIMES) >= _TIMES_BOUND:
         _TIMES.clear()
     _TIMES[value] = parsed
     return parsed
 
 
-def _text(limit: int, *, min_length: int = 0, shared: bool = False, guarded: bool = False) -> _Check:
+def _text(limit: int, *, min_length: int = 0, guarded: bool = False) -> _Check:
     def check(value: Any) -> Any:
         if type(value) is not str or not min_length <= len(value) <= limit:
             return _NO
         if guarded and _ELEVEN_DIGITS.search(value) is not None and find_personal_data(value) is not None:
             return _NO
-        if shared:
-            known = _SHARED.get(value)
-            if known is not None:
-                return known
-            if len(_SHARED) >= _BOUND:
-                _SHARED.clear()
-            _SHARED[value] = value
         return value
     return check
 
 
-def _one_of(*values: str) -> dict[str, str]:
-    """An enumeration, checked by `accept_plain` itself: the canonical string of each value allowed."""
-    return {v: v for v in values}
+def _shared_text(check: _Check) -> _Field:
+    """A text field with few distinct values (a township): one string object each, not one per event."""
+    known: dict[str, Any] = {}
+
+    def shared(value: Any) -> Any:
+        checked = check(value)
+        if type(checked) is str:
+            if len(known) >= _BOUND:
+                known.clear()
+            checked = known.setdefault(checked, checked)
+        return checked
+    return _Field(shared, known)
+
+
+def _one_of(*values: str) -> _Field:
+    """An enumeration: the canonical string of each value allowed; anything else is not sure."""
+    return _Field(_refuse, {v: v for v in values})
 
 
 def _shared_id(value: Any) -> Any:
@@ -281,8 +325,9 @@ def _shared_id(value: Any) -> Any:
     return value
 
 
-def _optional(check: _Check) -> _Check:
-    return lambda value: None if value is None else check(value)
+def _optional(field: _Field) -> _Field:
+    check = field.check
+    return _Field(lambda value: None if value is None else check(value), field.known)
 
 
 def _event_id(value: Any) -> Any:
@@ -320,30 +365,35 @@ def _travel(value: Any) -> Any:
     return trips
 
 
-_ID = _text(128, min_length=1)
-_SHARED_ID = _shared_id
-_PSEUDONYM = _text(128, min_length=1, guarded=True)
-_GUARDED = _optional(_text(256, guarded=True))
+_ID = _text(128, min_length=1)  # inlined by `accept_plain`: see there
+_ID_FIELD = _Field(_ID)
+_SHARED_ID = _Field(_shared_id, _SHARED_IDS)
+_TIME = _Field(_time, _TIMES)
+_PSEUDONYM = _Field(_text(128, min_length=1, guarded=True))
+_GUARDED = _optional(_Field(_text(256, guarded=True)))
 _TRAVEL_FIELDS = tuple(Travel.model_fields)
-_Field = _Check | dict[str, str]  # a check, or an enumeration (see `_one_of`)
 _ENVELOPE: dict[str, _Field] = {
-    "event_id": _event_id, "schema_version": _version, "source_unit": _SHARED_ID, "occurred_at": _time,
-    "reported_at": _optional(_time), "key_id": _optional(_text(256)), "signature": _optional(_text(4096)),
+    "event_id": _Field(_event_id), "schema_version": _Field(_version), "source_unit": _SHARED_ID,
+    "occurred_at": _TIME, "reported_at": _optional(_TIME), "key_id": _optional(_Field(_text(256))),
+    "signature": _optional(_Field(_text(4096))),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class _Kind:
     model: type[BaseModel]
-    checks: dict[str, _Field]
+    checks: dict[str, _Check]  # every field
+    known: dict[str, dict[str, Any]]  # the fields with a `known` of their own (see `_Field`)
     required: frozenset[str]
     blank: dict[str, None]  # every field of the model, in definition order, None until given
 
 
-def _kind(model: type[BaseModel], checks: dict[str, _Field]) -> _Kind:
-    every = {**_ENVELOPE, "kind": _one_of(_kind_name(model)), **checks}
+def _kind(model: type[BaseModel], fields: dict[str, _Field]) -> _Kind:
+    every = {**_ENVELOPE, "kind": _one_of(_kind_name(model)), **fields}
     required = frozenset(name for name, info in model.model_fields.items() if info.is_required())
-    return _Kind(model, every, required, dict.fromkeys(model.model_fields))
+    return _Kind(model, {name: f.check for name, f in every.items()},
+                 {name: f.known for name, f in every.items() if f.known is not None}, required,
+                 dict.fromkeys(model.model_fields))
 
 
 def _kind_name(model: type[BaseModel]) -> str:
@@ -352,27 +402,29 @@ def _kind_name(model: type[BaseModel]) -> str:
 
 _KINDS = {
     "case_report": _kind(CaseReport, {
-        "case_id": _ID,
+        "case_id": _ID_FIELD,
         "status": _one_of("suspected", "confirmed", "asymptomatic", "close_contact", "excluded", "recovered",
                           "deceased"),
-        "person_ref": _PSEUDONYM, "region": _SHARED_ID, "township": _optional(_text(256, shared=True, guarded=True)),
-        "grid": _GUARDED, "travel": _optional(_travel), "facility": _GUARDED,
+        "person_ref": _PSEUDONYM, "region": _SHARED_ID,
+        "township": _optional(_shared_text(_text(256, guarded=True))), "grid": _GUARDED,
+        "travel": _optional(_Field(_travel)), "facility": _GUARDED,
     }),
     "checkpoint_alert": _kind(CheckpointAlert, {
         "checkpoint_id": _SHARED_ID, "person_ref": _PSEUDONYM,
-        "reason": _one_of("fever", "high_risk_origin", "refused_screening"), "temperature_c": _optional(_temperature),
-        "origin_region": _optional(_SHARED_ID), "destination_region": _optional(_SHARED_ID),
-        "direction": _one_of("inbound", "outbound"), "action": _one_of("released", "referred", "quarantined"),
+        "reason": _one_of("fever", "high_risk_origin", "refused_screening"),
+        "temperature_c": _optional(_Field(_temperature)), "origin_region": _optional(_SHARED_ID),
+        "destination_region": _optional(_SHARED_ID), "direction": _one_of("inbound", "outbound"),
+        "action": _one_of("released", "referred", "quarantined"),
     }),
-    "checkpoint_heartbeat": _kind(CheckpointHeartbeat, {"checkpoint_id": _SHARED_ID, "screened": _screened}),
+    "checkpoint_heartbeat": _kind(CheckpointHeartbeat, {"checkpoint_id": _SHARED_ID, "screened": _Field(_screened)}),
     "duty_shift": _kind(DutyShift, {
-        "unit_id": _SHARED_ID, "post": _one_of("principal", "in_charge", "duty_officer"), "officer_id": _ID,
-        "officer_name": _text(256, guarded=True), "phone": _text(256), "shift_start": _time, "shift_end": _time,
-        "status": _one_of("scheduled", "cancelled"),
+        "unit_id": _SHARED_ID, "post": _one_of("principal", "in_charge", "duty_officer"), "officer_id": _ID_FIELD,
+        "officer_name": _Field(_text(256, guarded=True)), "phone": _Field(_text(256)), "shift_start": _TIME,
+        "shift_end": _TIME, "status": _one_of("scheduled", "cancelled"),
     }),
     "escalation_ack": _kind(EscalationAck, {
-        "escalation_id": _ID, "unit_id": _SHARED_ID, "officer_id": _ID, "action": _one_of("acknowledge", "resolve"),
-        "note": _optional(_text(500, guarded=True)),
+        "escalation_id": _ID_FIELD, "unit_id": _SHARED_ID, "officer_id": _ID_FIELD,
+        "action": _one_of("acknowledge", "resolve"), "note": _optional(_Field(_text(500, guarded=True))),
     }),
 }
 
@@ -388,26 +440,29 @@ def accept_plain(raw: bytes) -> InputEvent | None:
     kind = data.get("kind")
     if type(kind) is not str or (spec := _KINDS.get(kind)) is None:
         return None
-    checks = spec.checks
+    checks, memos = spec.checks, spec.known
     values: dict[str, Any] = spec.blank.copy()  # every field in definition order: absent ones stay None
-    for name, value in data.items():
-        check = checks.get(name)
-        # The commonest checks inline: a call per field was a fifth of the cost.
-        if check is _ID:
-            if type(value) is not str or not 0 < len(value) <= 128:
-                return None
-            values[name] = value
-        elif isinstance(check, dict):  # an enumeration
-            if type(value) is not str or (canonical := check.get(value)) is None:
-                return None
-            values[name] = canonical
-        elif check is None:
-            return None
-        else:
+    try:
+        for name, value in data.items():
+            known = memos.get(name)
+            # A value seen before is a lookup (`known` holds strings only: no other value equals one).
+            if known is not None and (hit := known.get(value)) is not None:
+                values[name] = hit
+                continue
+            check = checks.get(name)
+            if check is None:
+                return None  # not a field of this kind
+            if check is _ID:  # inline: a call per field was a fifth of the cost
+                if type(value) is not str or not 0 < len(value) <= 128:
+                    return None
+                values[name] = value
+                continue
             checked = check(value)
             if checked is _NO:
                 return None
             values[name] = checked
+    except TypeError:  # an array or object where a string belongs cannot be looked up: the models say why
+        return None
     if not spec.required <= data.keys() or not _consistent(kind, values):
         return None
     # Every key of `data` was a field (or the line was deferred above): they are the fields that were set.
@@ -437,7 +492,7 @@ def _made(model: type[_M], every: dict[str, Any], given: set[str]) -> _M:
     # What `model_construct` does, without its per-field bookkeeping: every field present in definition
     # order (absent ones are None: every optional field of the wire models defaults to None), and the
     # fields that were given as set, so `exclude_unset` means the same as for a validated event.
-    event = model.__new__(model)
+    event = _new(model)
     _set(event, "__dict__", every)
     _set(event, "__pydantic_fields_set__", given)
     _set(event, "__pydantic_extra__", None)

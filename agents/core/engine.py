@@ -108,57 +108,64 @@ class Engine:
     def process(self, event: InputEvent, source: Source | None = None,
                 received_at: datetime | None = None) -> Outcome:
         refusal = self._refusal(event, received_at)
+        state = self.state
+        counters = state.counters
         if refusal is not None:
-            self.counters["dead_letters"] += 1
+            counters["dead_letters"] += 1
             return Outcome(refused=refusal)
-        digest = fingerprint(event)
-        seen = self.state.seen
-        verdict = seen.judge(event.source_unit, event.event_id, digest)
-        if verdict != "new":
-            if verdict == "duplicate":
-                self.counters["duplicates"] += 1
-                return Outcome(duplicate=True)
-            self.counters["dead_letters"] += 1
-            return Outcome(refused=("event_id", "event_id: conflicting duplicate: this source_unit already "
-                                                "sent this event_id with different content"))
+        # Read once: a field of an event model is an attribute lookup through pydantic's `__getattr__` hook.
+        source_unit, event_id, kind, occurred_at = event.source_unit, event.event_id, event.kind, event.occurred_at
         # Remembered from when the bus saw it (the engine clock), not from when it occurred: a report that
         # arrives weeks late must still be recognised when its producer retries it (contract §3, Duplicates).
-        clock = self.state.clock
-        seen_at = event.occurred_at if clock is None else max(clock, event.occurred_at)
-        seen.remember(event.source_unit, event.event_id, digest, seen_at)
-        self.state.counters[_EVENT_COUNTER[event.kind]] += 1
-        now = event.occurred_at if self.mode == "event" else (received_at or event.occurred_at)
+        clock = state.clock
+        seen_at = occurred_at if clock is None or occurred_at > clock else clock  # max(), without the call
+        verdict = state.seen.admit(source_unit, event_id, fingerprint(event), seen_at)
+        if verdict != "new":
+            if verdict == "duplicate":
+                counters["duplicates"] += 1
+                return Outcome(duplicate=True)
+            counters["dead_letters"] += 1
+            return Outcome(refused=("event_id", "event_id: conflicting duplicate: this source_unit already "
+                                                "sent this event_id with different content"))
+        counters[_EVENT_COUNTER[kind]] += 1
+        now = occurred_at if self.mode == "event" else (received_at or occurred_at)
         outcome = Outcome(revisions=self.advance(now))
-        at = self.state.clock
+        at = state.clock
         assert at is not None  # advance() always sets it
-        evidence = self._proof(event, source)
+        checkpoint_id = event.checkpoint_id if type(event) is CheckpointAlert else None
+        evidence = (Proof(source_unit, event_id, kind, occurred_at, checkpoint_id=checkpoint_id) if source is None else
+                    Proof(source_unit, event_id, kind, occurred_at, source.topic, source.partition, source.offset,
+                          checkpoint_id))
         try:
             actions = self._apply(event, evidence, at)
         except AckRefused as refused:
             # Dead-lettered, so not processed (contract §1): forget its key, or the unit's corrected resend
             # under the same event_id would be refused as a conflicting duplicate, and a resend of the
             # same ack once its escalation exists would be ignored as a duplicate.
-            seen.forget(event.source_unit, event.event_id)
-            self.counters["dead_letters"] += 1
+            state.seen.forget(source_unit, event_id)
+            counters["dead_letters"] += 1
             outcome.refused = (refused.field, str(refused))
             return outcome
         if actions:
             outcome.revisions += self._carry_out(actions, at)
-        if self.state.timers.due(at):  # timers set in the past by a late event fire now
+        if state.timers.due(at):  # timers set in the past by a late event fire now
             outcome.revisions += self.advance(at)
         return outcome
 
     def advance(self, to: datetime) -> list[Escalation]:
         """Move the engine clock forward to `to`, firing every timer due on the way in order."""
-        clock = self.state.clock
+        state = self.state
+        clock = state.clock
         if clock is not None and to < clock:
             to = clock
         revisions: list[Escalation] = []
-        while (timer := self.state.timers.pop_due(to)) is not None:
-            self.state.clock = max(self.state.clock or timer.due, timer.due)
+        timers = state.timers
+        while (timer := timers.pop_due(to)) is not None:
+            state.clock = max(state.clock or timer.due, timer.due)
             revisions += self._fire(timer.kind, timer.key, timer.due)
-        self.state.clock = to
-        self._maybe_evict(to)
+        state.clock = to
+        if state.next_eviction is None or to >= state.next_eviction:  # once an hour: spares a call per event
+            self._maybe_evict(to)
         return revisions
 
     def observe_reading(self, report: ReadingReport, source: Source | None = None) -> list[Escalation]:
@@ -187,48 +194,42 @@ class Engine:
         if (self.mode == "wall" and received_at is not None
                 and event.occurred_at > received_at + MAX_AHEAD_OF_WALL):
             return "occurred_at", "occurred_at: more than 10 minutes ahead of the wall clock"
-        match event:
-            case CaseReport() if event.region not in d.region_by_id:
-                return "region", f"region: unknown region {event.region!r}"
-            case CheckpointAlert() | CheckpointHeartbeat() if event.checkpoint_id not in d.checkpoint_by_id:
+        # By exact class (nothing subclasses the event models), not by class pattern: `match` asks each
+        # class in turn through ABCMeta's instance check, on every event.
+        if type(event) is CheckpointAlert or type(event) is CheckpointHeartbeat:
+            if event.checkpoint_id not in d.checkpoint_by_id:
                 return "checkpoint_id", f"checkpoint_id: unknown checkpoint {event.checkpoint_id!r}"
-            case DutyShift() | EscalationAck() if event.unit_id not in d.unit_by_id:
-                return "unit_id", f"unit_id: unknown unit {event.unit_id!r}"
+        elif type(event) is CaseReport:
+            if event.region not in d.region_by_id:
+                return "region", f"region: unknown region {event.region!r}"
+        elif (type(event) is DutyShift or type(event) is EscalationAck) and event.unit_id not in d.unit_by_id:
+            return "unit_id", f"unit_id: unknown unit {event.unit_id!r}"
         return None
-
-    @staticmethod
-    def _proof(event: InputEvent, source: Source | None) -> Proof:
-        checkpoint_id = event.checkpoint_id if isinstance(event, CheckpointAlert) else None
-        if source is None:
-            return Proof(event.source_unit, event.event_id, event.kind, event.occurred_at, checkpoint_id=checkpoint_id)
-        return Proof(event.source_unit, event.event_id, event.kind, event.occurred_at, source.topic, source.partition,
-                     source.offset, checkpoint_id)
 
     def _apply(self, event: InputEvent, evidence: Proof, at: datetime) -> list[Action | Escalation]:
         d, s = self.directory, self.state
         actions: list[Action | Escalation] = []
-        match event:
-            case CaseReport():
-                for rule in (cases.imported_case, cases.late_report):
-                    finding = rule(d, event, evidence)
-                    if finding is not None:
-                        actions.append(finding)
-                actions += s.clusters.on_report(d, event, evidence)
-                actions += s.contacts.on_case(d, event, evidence)
-            case CheckpointAlert():
-                actions += screening.screen(d, event, evidence)
-                actions += s.contacts.on_sighting(d, event, evidence)
-                actions += s.silence.on_event(d, s.timers, event.checkpoint_id, event.occurred_at, evidence)
-            case CheckpointHeartbeat():
-                actions += s.silence.on_event(d, s.timers, event.checkpoint_id, event.occurred_at, evidence)
-            case DutyShift():
-                s.roster.publish(event, evidence)
-                actions += s.duty.on_roster(d, s.roster, s.timers, event.unit_id, at)
-            case EscalationAck():
-                revision = self.book.acknowledge(event, at)
-                if revision is None and self.book.status(event.escalation_id) == "resolved":
-                    self.counters["acks_ignored"] += 1
-                return [revision] if revision is not None else []
+        if type(event) is CheckpointAlert:  # most events: an alert or a heartbeat (see `_refusal` on why not match)
+            actions += screening.screen(d, event, evidence)
+            actions += s.contacts.on_sighting(d, event, evidence)
+            actions += s.silence.on_event(d, s.timers, event.checkpoint_id, event.occurred_at, evidence)
+        elif type(event) is CheckpointHeartbeat:
+            actions += s.silence.on_event(d, s.timers, event.checkpoint_id, event.occurred_at, evidence)
+        elif type(event) is CaseReport:
+            for rule in (cases.imported_case, cases.late_report):
+                finding = rule(d, event, evidence)
+                if finding is not None:
+                    actions.append(finding)
+            actions += s.clusters.on_report(d, event, evidence)
+            actions += s.contacts.on_case(d, event, evidence)
+        elif type(event) is DutyShift:
+            s.roster.publish(event, evidence)
+            actions += s.duty.on_roster(d, s.roster, s.timers, event.unit_id, at)
+        elif type(event) is EscalationAck:
+            revision = self.book.acknowledge(event, at)
+            if revision is None and self.book.status(event.escalation_id) == "resolved":
+                self.counters["acks_ignored"] += 1
+            return [revision] if revision is not None else []
         return actions
 
     def _fire(self, kind: TimerKind, key: str, due: datetime) -> list[Escalation]:

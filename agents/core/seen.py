@@ -23,6 +23,8 @@ from schemas.events import InputEvent
 
 _DIGEST_BITS = 128
 _DIGEST_MASK = (1 << _DIGEST_BITS) - 1
+# A fresh hasher copied per event: cheaper than making one, whose keyword arguments are parsed every time.
+_BLAKE2B = hashlib.blake2b(digest_size=_DIGEST_BITS // 8)
 
 Verdict = Literal["new", "duplicate", "conflict"]
 _NOTHING: dict[str, int] = {}
@@ -40,7 +42,9 @@ def fingerprint(event: InputEvent) -> int:
     content = orjson.dumps(values, default=_nested)
     if len(given) != len(values) - countOf(values.values(), None):
         content += b"|" + ",".join(sorted(k for k, v in values.items() if v is None and k in given)).encode()
-    return int.from_bytes(hashlib.blake2b(content, digest_size=_DIGEST_BITS // 8).digest())
+    hasher = _BLAKE2B.copy()
+    hasher.update(content)
+    return int.from_bytes(hasher.digest())
 
 
 def _nested(value: object) -> object:
@@ -64,12 +68,28 @@ class SeenKeys:
         return "duplicate" if known & _DIGEST_MASK == digest else "conflict"
 
     def remember(self, source_unit: str, event_id: str, digest: int, seen_at: datetime) -> None:
-        micros = _micros(seen_at)
         ids = self._by_unit.get(source_unit)
         if ids is None:
             ids = self._by_unit[source_unit] = {}
         if event_id not in ids:
             self._count += 1
+        self._file(ids, source_unit, event_id, digest, seen_at)
+
+    def admit(self, source_unit: str, event_id: str, digest: int, seen_at: datetime) -> Verdict:
+        """`judge`, and `remember` the key when it is new: one lookup of the unit for both, on every event."""
+        ids = self._by_unit.get(source_unit)
+        if ids is None:
+            ids = self._by_unit[source_unit] = {}
+        else:
+            known = ids.get(event_id)
+            if known is not None:
+                return "duplicate" if known & _DIGEST_MASK == digest else "conflict"
+        self._count += 1
+        self._file(ids, source_unit, event_id, digest, seen_at)
+        return "new"
+
+    def _file(self, ids: dict[str, int], source_unit: str, event_id: str, digest: int, seen_at: datetime) -> None:
+        micros = _micros(seen_at)
         ids[event_id] = (micros << _DIGEST_BITS) | digest
         hour = self._hours.get(micros // _HOUR)
         if hour is None:

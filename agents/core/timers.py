@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timezone, tzinfo
 from typing import Literal
 
 TimerKind = Literal["ack", "silence", "duty", "cover"]
@@ -12,7 +12,6 @@ TimerKind = Literal["ack", "silence", "duty", "cover"]
 # cost a Python-level comparison per heap step.
 _Entry = tuple[datetime, int, TimerKind, str]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 HOUR_US = 3_600_000_000
 
 
@@ -22,14 +21,18 @@ _EPOCH_IN: dict[tzinfo, datetime] = {}  # the epoch written in each fixed offset
 def epoch_micros(at: datetime) -> int:
     """Microseconds since 1970 (exact: state filed by the hour must land in the hour it belongs to)."""
     # Subtracting times in different zones asks each for its offset, which costs more than the rest of
-    # filing an event; two times in the same fixed-offset zone object subtract field by field.
+    # filing an event; two times in the same fixed-offset zone object subtract field by field. (No cache by
+    # time: the first hash of an aware datetime costs more than this whole computation.)
     zone = at.tzinfo
     if type(zone) is timezone:
         epoch = _EPOCH_IN.get(zone)
         if epoch is None:
             epoch = _EPOCH_IN[zone] = _EPOCH.astimezone(zone)
-        return (at - epoch) // _MICROSECOND
-    return (at - _EPOCH) // _MICROSECOND  # a zone with rules (DST): its offset depends on the time
+        since = at - epoch
+    else:
+        since = at - _EPOCH  # a zone with rules (DST): its offset depends on the time
+    # The fields, not `since // timedelta(microseconds=1)`: a third cheaper, and as exact.
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 @dataclass(frozen=True, slots=True)
