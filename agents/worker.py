@@ -553,10 +553,9 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     @app.timer(interval=5.0)
     async def reread_stuck_partitions() -> None:
         """An input partition whose commit stays put while later records are acked and we hold nothing at it
-        is missing records Faust never delivered again after a rebalance (it drops a re-fetched record
-        when a stale one from before the rebalance moved its read offset past it; found by the fault tests,
-        a stall after a pause). Read it again from the commit: the records after it come twice, and the
-        engine ignores the second copy of an event."""
+        is missing records that were never delivered again. streams/fetching.py fixes the causes found (Faust's
+        fetch loop around a rebalance); this is the last line against any other. Read it again from the
+        commit: the records after it come twice, and the engine ignores the second copy of an event."""
         consumer: Any = app.consumer  # Faust's bookkeeping below is not in ConsumerT
         now = time.monotonic()
         try:
