@@ -6,6 +6,8 @@ or until the engine's next snapshot), it commits 103, and a crash then loses 100
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -96,3 +98,19 @@ def test_the_commit_faust_makes_holds_back_the_same_way(consumer: Any) -> None:
     assert consumer._filter_committable_offsets([TOPIC, other]) == {other: 2}
     consumer.ack(record)
     assert consumer._filter_committable_offsets([TOPIC]) == {TOPIC: 103}
+
+
+def test_a_commit_that_hangs_is_given_up_so_the_next_one_can_carry_it(consumer: Any, monkeypatch: Any) -> None:
+    # After a broker restart the client's commit hung for minutes, and every commit after it.
+    async def hangs(offsets: Any) -> bool:
+        await asyncio.sleep(3600)
+        return True
+
+    monkeypatch.setattr("streams.app.COMMIT_TIMEOUT_S", 0.2)
+    consumer._thread = SimpleNamespace(commit=hangs)
+    assert asyncio.run(asyncio.wait_for(consumer._commit({TOPIC: 101}), 5)) is False
+
+
+def test_the_fetch_loop_never_commits_inline(consumer: Any) -> None:
+    # A hung inline commit stopped fetching altogether; commits come from Faust's timer only.
+    assert consumer._commit_every >= 2**62
