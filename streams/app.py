@@ -48,23 +48,37 @@ class ReadCommittedConsumer(SeekAwareFetch, faust_aiokafka.Consumer):  # type: i
 
     _pending: dict[Any, int] | None = None  # lowest offset still held per partition, during one commit
 
+    _owed: dict[Any, int] | None = None  # offsets of a commit given up, for the next commit to carry
+
     async def _commit(self, offsets: Any) -> bool:
         """Faust's commit, given up after COMMIT_TIMEOUT_S. After a broker restart the client's commit could
-        hang for minutes (found by the long broker fault test), and with it every later commit; the offsets are
-        simply committed again by the next one (processing is at-least-once)."""
+        hang for minutes (found by the long broker fault test), and with it every later commit. Faust counts
+        offsets as committed whatever the outcome, so the ones given up are owed and the next commit (the
+        timer's, every second, idle or not) carries them."""
+        owed = self._owed if self._owed is not None else {}
         try:
-            return await asyncio.wait_for(super()._commit(offsets), COMMIT_TIMEOUT_S)  # type: ignore[no-any-return]
+            done: bool = await asyncio.wait_for(super()._commit(offsets), COMMIT_TIMEOUT_S)
         except TimeoutError:
             log.warning("offset commit not acknowledged in time; the next commit carries it", seconds=COMMIT_TIMEOUT_S)
+            self._owed = {**owed, **{tp: max(o, owed.get(tp, o)) for tp, o in offsets.items()}}
             return False
+        if done:
+            self._owed = {tp: o for tp, o in owed.items() if o > offsets.get(tp, -1)}
+        return done
 
     def _filter_committable_offsets(self, tps: Any) -> dict[Any, int]:
         # Ask the agents once per commit what they hold, not once per partition.
         self._pending = self._held_by_agents()
         try:
-            return super()._filter_committable_offsets(tps)  # type: ignore[no-any-return]
+            offsets: dict[Any, int] = super()._filter_committable_offsets(tps)
         finally:
             self._pending = None
+        if self._owed:
+            assigned = self.assignment()
+            self._owed = {tp: o for tp, o in self._owed.items() if tp in assigned}  # else the next owner's
+            for tp, owed in self._owed.items():
+                offsets[tp] = max(owed, offsets.get(tp, owed))
+        return offsets
 
     def _held_by_agents(self) -> dict[Any, int]:
         """Per partition, the lowest offset an agent holds unacked on purpose (app.jpc_holding, set by the
