@@ -61,6 +61,7 @@ class LoadSpec:
     persons: int = 200_000
     distinct_persons: bool = False  # every alert a new person: the memory load
     per_minute: float = 100.0  # mean events per minute of event time
+    steady: bool = False  # the same intensity at every hour (else quiet nights, busy evenings: HOURLY)
     seed: int = 20200124
     start: datetime = START
     mix: Mix = field(default_factory=Mix)
@@ -126,7 +127,7 @@ class _Week:
     def minute(self, m: int) -> list[Record]:
         spec, rng = self.spec, self.rng
         at = spec.start + timedelta(minutes=m)
-        mult = HOURLY[at.hour]
+        mult = 1.0 if spec.steady else HOURLY[at.hour]
         out: list[tuple[int, int, Record]] = []
 
         def put(second: int, record: Record) -> None:

@@ -279,22 +279,13 @@ async def measure_latency(broker: Broker, worker: Worker, directory: Directory, 
                           seed: int) -> dict[str, Any]:
     bootstrap = broker.bootstrap
     await wait_stable(bootstrap, worker)
-    # Stamped from now; sending starts once they are generated, a few seconds later (harmless with the wall
-    # clock: the worker times events by when it receives them, and windows are days long).
+    # Stamped from now, sending once they are generated (the wall-clock worker times events by when it
+    # receives them). Steady: the offered rate must not depend on the hour it runs (the hourly profile made a
+    # run at night offer a tenth of it). Sent evenly paced, in reporting order.
     start = datetime.now(CST).replace(microsecond=0)
-    spec = LoadSpec(events=int(rate * seconds), per_minute=rate * 60, seed=seed + 1, start=start)
+    spec = LoadSpec(events=int(rate * seconds), per_minute=rate * 60, seed=seed + 1, start=start, steady=True)
     load = list(records(directory, spec))
-    # Events carry whole seconds; spread each second's events evenly across it, for a steady offered load.
-    seconds_of = [_reported(value) - start.timestamp() for _, _, value in load]
-    per_second: dict[float, int] = {}
-    for second in seconds_of:
-        per_second[second] = per_second.get(second, 0) + 1
-    schedule, seen_in_second = [], dict.fromkeys(per_second, 0)
-    for second in seconds_of:
-        schedule.append(second + seen_in_second[second] / per_second[second])
-        seen_in_second[second] += 1
-    order = sorted(range(len(load)), key=schedule.__getitem__)  # stable: reporting order within a moment
-    load, schedule = [load[i] for i in order], [schedule[i] for i in order]
+    schedule = [i / rate for i in range(len(load))]
     event_ids = [orjson.loads(value)["event_id"] for _, _, value in load]
     sent: dict[str, float] = {}
     arrivals: list[tuple[float, float]] = []  # (sent since start, latency)
@@ -365,11 +356,6 @@ async def measure_latency(broker: Broker, worker: Worker, directory: Directory, 
                "times; latency = the revision's arrival on a unit topic (jpc.escalations.<unit>) minus the send "
                "time of the alert or report that opened it; the first 2 s (quick: 1 s) discarded",
     }
-
-
-def _reported(value: bytes) -> float:
-    event = orjson.loads(value)
-    return datetime.fromisoformat(event.get("reported_at") or event["occurred_at"]).timestamp()
 
 
 def _pct(values: list[float], pct: float) -> float | None:
