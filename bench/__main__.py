@@ -28,6 +28,7 @@ from bench.system import load_average
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("core", "memory", "limit", "live", "recovery", "latency")
+TARGET_LATENCY_RATE = 2000  # events/s offered for the latency target
 TARGETS = {"core": 100_000, "live": 20_000, "live_ratio": 0.5, "p99_ms": 100, "rss_mb": 500, "recovery_s": 30}
 
 
@@ -47,10 +48,10 @@ class Plan:
         return not self.only or figure in self.only
 
 
-FULL = Plan(core_events=1_000_000, live_events=200_000, live_timeout_s=300, latency_rate=2000, latency_seconds=60,
-            memory_persons=1_000_000, broker=True)
-QUICK = Plan(core_events=20_000, live_events=2_000, live_timeout_s=30, latency_rate=2000, latency_seconds=4,
-             memory_persons=10_000, broker=True)
+FULL = Plan(core_events=1_000_000, live_events=200_000, live_timeout_s=300, latency_rate=TARGET_LATENCY_RATE,
+            latency_seconds=60, memory_persons=1_000_000, broker=True)
+QUICK = Plan(core_events=20_000, live_events=2_000, live_timeout_s=30, latency_rate=TARGET_LATENCY_RATE,
+             latency_seconds=4, memory_persons=10_000, broker=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -62,6 +63,10 @@ QUICK = Plan(core_events=20_000, live_events=2_000, live_timeout_s=30, latency_r
 @click.option("--live-events", type=int, help="Events published into the live worker (default 200,000; quick 2,000).")
 @click.option("--live-timeout", type=float, help="Stop the live run after this many seconds and report the rate so "
               "far (default 300; quick 30).")
+@click.option("--latency-rate", type=click.IntRange(min=1), help="Events per second offered to the latency worker "
+              "(default 2,000, the target's load; lower rates show where the pipeline's floor is).")
+@click.option("--latency-seconds", type=click.FloatRange(min=1), help="How long that load is offered (default 60; "
+              "quick 4).")
 @click.option("--persons", type=int, help="Distinct people held for the memory figure (default 1,000,000).")
 @click.option("--seed", type=int, default=20200124, show_default=True, help="Seed of the synthetic load.")
 @click.option("--only", "only", default="", metavar="FIGURES", help="Comma-separated subset of "
@@ -69,7 +74,8 @@ QUICK = Plan(core_events=20_000, live_events=2_000, live_timeout_s=30, latency_r
 @click.option("--profile", is_flag=True, help="Run each worker under cProfile (stdlib): OUT/work/<run>/worker-N.prof "
               "(read with python -m pstats). Profiling slows the worker: its figures are not comparable.")
 def main(quick: bool, out_dir: Path, no_broker: bool, core_events: int | None, live_events: int | None,
-         live_timeout: float | None, persons: int | None, seed: int, only: str, profile: bool) -> None:
+         live_timeout: float | None, latency_rate: int | None, latency_seconds: float | None, persons: int | None,
+         seed: int, only: str, profile: bool) -> None:
     """Benchmark the bus: core, limit, live, latency, memory and recovery, with the machine's load."""
     base = QUICK if quick else FULL
     chosen = frozenset(f.strip() for f in only.split(",") if f.strip())
@@ -80,7 +86,8 @@ def main(quick: bool, out_dir: Path, no_broker: bool, core_events: int | None, l
     if "recovery" in chosen:
         chosen |= {"limit", "live"}  # recovery restarts the live run's worker on its state
     plan = Plan(core_events or base.core_events, live_events or base.live_events,
-                live_timeout or base.live_timeout_s, base.latency_rate, base.latency_seconds,
+                live_timeout or base.live_timeout_s, latency_rate or base.latency_rate,
+                latency_seconds or base.latency_seconds,
                 persons or base.memory_persons, base.broker and not no_broker
                 and bool(not chosen or chosen & {"limit", "live", "recovery", "latency"}), chosen, profile)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +161,10 @@ def verdict(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
         judge("live_events_per_s", r["live"]["events_per_s"], TARGETS["live"], True)
         judge("live_to_limit", r["live"].get("ratio_to_limit"), TARGETS["live_ratio"], True)
     if "latency" in r:
-        judge("latency_p99_ms", r["latency"]["p99_ms"], TARGETS["p99_ms"], False)
+        lat = r["latency"]
+        # The target is at 2,000 events/s: a run at a lower rate shows the floor, and meets nothing.
+        judge("latency_p99_ms", lat["p99_ms"] if lat["target_events_per_s"] >= TARGET_LATENCY_RATE else None,
+              TARGETS["p99_ms"], False)
     if "recovery" in r:
         judge("recovery_s", r["recovery"]["seconds"], TARGETS["recovery_s"], False)
     return out
@@ -191,7 +201,8 @@ def table(r: dict[str, Any]) -> str:
         row("live / limit", "live_to_limit", f"{live.get('ratio_to_limit')}", live["load_before"])
     if "latency" in r:
         lat = r["latency"]
-        row("latency p99 @ 2,000 ev/s", "latency_p99_ms", f"{lat['p99_ms']} ms (p50 {lat['p50_ms']}, p99.9 "
+        row(f"latency p99 @ {lat['target_events_per_s']:,} ev/s", "latency_p99_ms",
+            f"{lat['p99_ms']} ms (p50 {lat['p50_ms']}, p99.9 "
             f"{lat['p999_ms']}, n={lat['samples']:,}, offered {lat['offered_events_per_s']:,} ev/s)",
             lat["load_before"])
     if "recovery" in r:

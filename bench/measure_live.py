@@ -352,9 +352,9 @@ async def measure_latency(broker: Broker, worker: Worker, directory: Directory, 
         "latencies_ms": [round(x * 1000, 2) for x in steady], "series": [(round(a, 2), round(b * 1000, 1))
                                                                           for a, b in arrivals],
         "worker_peak_rss_mb": worker.memory().get("peak_rss_mb"), "load_before": before, "load_after": load_average(),
-        "how": "wall-clock worker (the production mode: no reorder hold); events paced at their reported "
-               "times; latency = the revision's arrival on a unit topic (jpc.escalations.<unit>) minus the send "
-               "time of the alert or report that opened it; the first 2 s (quick: 1 s) discarded",
+        "how": "wall-clock worker (the production mode: no reorder hold); a steady load (the same mix at every "
+               "hour) sent evenly paced; latency = the revision's arrival on a unit topic (jpc.escalations.<unit>) "
+               "minus the send time of the alert or report that opened it; the first 2 s (quick: 1 s) discarded",
     }
 
 
