@@ -3,6 +3,7 @@ revisions built without validation, microseconds since the epoch from a timedelt
 
 from __future__ import annotations
 
+import pickle
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from agents.core.engine import Engine, Source
+from agents.core.proof import Proof
 from agents.core.timers import epoch_micros
 from schemas import codec
 from schemas.codec import _EVENT, accept_plain, decode_event
@@ -90,3 +92,34 @@ def test_epoch_micros_is_exact_in_every_kind_of_zone() -> None:
         when = (datetime(1950, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(150 * 365 * 86_400 * 10**6))
                 ).astimezone(rng.choice(zones))
         assert epoch_micros(when) == (when - epoch) // timedelta(microseconds=1)
+
+
+def proof_fields(proof: Proof) -> tuple[object, ...]:
+    return (proof.source_unit, proof.event_id, proof.kind, proof.occurred_at, proof.topic, proof.partition,
+            proof.offset, proof.checkpoint_id)
+
+
+@pytest.mark.parametrize("position", [(None, None, None), ("jpc.checkpoint-alerts", 3, 1234)])
+def test_a_proof_comes_back_from_a_snapshot_as_it_went_in(position: tuple[str | None, int | None, int | None]) -> None:
+    at = datetime(2020, 1, 24, 6, 0, 5, tzinfo=timezone(timedelta(hours=8)))
+    proofs = [Proof("lizhou-hq", f"ca-{i}", "checkpoint_alert", at, *position, checkpoint_id="cp-1") for i in range(3)]
+    back = pickle.loads(pickle.dumps(proofs, protocol=pickle.HIGHEST_PROTOCOL))
+    assert [proof_fields(p) for p in back] == [proof_fields(p) for p in proofs]
+    if position == (None, None, None):  # a tail without a Kafka position is shared, restored or not
+        assert all(p._tail is proofs[0]._tail for p in back)
+
+
+def test_a_snapshot_written_before_the_positional_restore_still_loads() -> None:
+    """Snapshots of earlier versions named Proof itself, with its eight constructor arguments."""
+    at = datetime(2020, 1, 24, 6, 0, 5, tzinfo=UTC)
+    old = pickle.dumps(OldStyleProof(Proof("cdc", "cr-1", "case_report", at, "jpc.case-reports", 0, 7)))
+    back = pickle.loads(old)
+    assert proof_fields(back) == ("cdc", "cr-1", "case_report", at, "jpc.case-reports", 0, 7, None)
+
+
+class OldStyleProof:  # stands in for a Proof as earlier versions pickled it
+    def __init__(self, proof: Proof) -> None:
+        self.proof = proof
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return Proof, proof_fields(self.proof)

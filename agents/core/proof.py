@@ -68,12 +68,20 @@ class Proof:
             occurred_at=self.occurred_at.astimezone(zone), topic=topic, partition=partition, offset=offset)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Positional: snapshots hold millions of these.
-        return Proof, (self.source_unit, self.event_id, self.kind, self.occurred_at, self.topic, self.partition,
-                       self.offset, self.checkpoint_id)
+        # Positional, from the slots themselves: snapshots hold millions of these, and reading the tail through
+        # its properties made the whole snapshot 2-3 times slower (it stops the engine while it is taken).
+        return _restored, (self.source_unit, self.event_id, self.occurred_at, self._tail)
 
     def __repr__(self) -> str:
         return f"Proof({self.kind} {self.source_unit}/{self.event_id} @ {self.occurred_at.isoformat()})"
+
+
+def _restored(source_unit: str, event_id: str, occurred_at: datetime, tail: _Tail) -> Proof:
+    """A Proof from a snapshot (snapshots written before this function existed name Proof itself)."""
+    proof = Proof.__new__(Proof)
+    proof.source_unit, proof.event_id, proof.occurred_at = source_unit, event_id, occurred_at
+    proof._tail = _TAILS.setdefault(tail, tail) if tail[2] is None and tail[3] is None and tail[4] is None else tail
+    return proof
 
 
 Cited = Proof | Evidence  # rules may still hand the book a ready-made Evidence
