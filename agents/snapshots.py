@@ -14,7 +14,15 @@ META = "meta"
 
 
 def pack(blob: bytes, applied_offset: int) -> dict[str, bytes]:
-    packed = zlib.compress(blob, level=1)  # speed over ratio: this runs every few seconds
+    return pack_compressed(compress(blob), applied_offset)
+
+
+def compress(blob: bytes) -> bytes:
+    return zlib.compress(blob, level=1)  # speed over ratio: this runs every few seconds
+
+
+def pack_compressed(packed: bytes, applied_offset: int) -> dict[str, bytes]:
+    """The table entries of a snapshot already compressed (by `compress`)."""
     chunks = [packed[i:i + CHUNK] for i in range(0, len(packed), CHUNK)] or [b""]
     entries = {f"chunk/{i}": c for i, c in enumerate(chunks)}
     entries[META] = orjson.dumps({"applied_offset": applied_offset, "chunks": len(chunks),
@@ -66,8 +74,14 @@ class Cadence:
         return self.records >= self.every_records or now - self.first_at >= self.every_s
 
     def written(self, at: float, took: float) -> None:
-        self.records, self.first_at, self.last_at, self.last_took = 0, None, at, took
+        self.forget()
+        self.finished(at, took)
+
+    def finished(self, at: float, took: float) -> None:
+        """A snapshot taken in a child is written (forget() was called when its content was fixed)."""
+        self.last_at, self.last_took = at, took
 
     def forget(self) -> None:
-        """The records were left to be applied again (a rebalance took the engine's partition)."""
+        """The records are no longer waiting: left to be applied again (a rebalance took the engine's
+        partition), or in a snapshot a child is taking."""
         self.records, self.first_at = 0, None

@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -40,9 +41,11 @@ import faust
 import orjson
 from faust.types import TP
 
+from agents import snapshot_child
 from agents.core.engine import ClockMode, Engine, Source
 from agents.reading_monitor import ReadingMonitor, report_of
-from agents.snapshots import META, Cadence, pack, unpack
+from agents.snapshot_child import SnapshotChild, SnapshotFailed
+from agents.snapshots import META, Cadence, compress, pack, pack_compressed, unpack
 from agents.worker_diagnostics import install_dump_on_sigusr1
 from agents.worker_web import install as install_watch
 from schemas.codec import Refusal, decode_event
@@ -58,11 +61,11 @@ from streams.topics import DEAD_LETTER, ESCALATIONS, INPUT_TOPIC_OF_KIND, INPUT_
 log = get_logger("worker")
 Output = tuple[str, bytes, bytes]  # topic, key, value
 EXIT_OUTPUT_REFUSED = 75  # EX_TEMPFAIL: the broker did not take what the worker had to write; start it again
+EXIT_FAILED = 70  # EX_SOFTWARE: a batch could not be processed (see stop_worker)
 # Each agent takes what has arrived, up to TAKE_MAX records, waiting at most TAKE_WITHIN_S for more: under a
 # backlog batches fill at once, and when records trickle in each of the two stages adds at most this wait to
 # an alert's way through (0.05 s made about 100 ms of the latency at 800 events/s).
 TAKE_MAX, TAKE_WITHIN_S = 1000, 0.01
-EXIT_FAILED = 70  # EX_SOFTWARE: a batch could not be processed (see stop_worker)
 
 
 @dataclass(slots=True)
@@ -91,6 +94,12 @@ class EngineRuntime:
         self.blob, self.blob_offset = self.engine.snapshot(), self.applied_offset
         self.since.clear()
         return self.blob
+
+    def adopt(self, blob: bytes, offset: int) -> None:
+        """A snapshot taken when the engine had applied up to `offset` (by a child, while the engine went on):
+        what the next rewind starts from, the records applied after it then applied again."""
+        self.blob, self.blob_offset = blob, offset
+        self.since = [(o, value) for o, value in self.since if o > offset]
 
 
 # Records this worker writes must fit in a Kafka record (the broker's default limit is about 1 MB) whatever
@@ -318,9 +327,13 @@ def snapshot_reader(get: Callable[[str], bytes | None]) -> Callable[[str], bytes
 
 
 def snapshot_entries(blob: bytes, applied_offset: int, get: Callable[[str], bytes | None]) -> list[tuple[str, bytes]]:
+    return slot_entries(pack(blob, applied_offset), get)
+
+
+def slot_entries(entries: dict[str, bytes], get: Callable[[str], bytes | None]) -> list[tuple[str, bytes]]:
     """The table writes for a new snapshot, in order: the slot not in use, then the pointer to it."""
     slot = "b" if get(SLOT) == b"a" else "a"
-    return [(f"{slot}/{key}", value) for key, value in pack(blob, applied_offset).items()] + [(SLOT, slot.encode())]
+    return [(f"{slot}/{key}", value) for key, value in entries.items()] + [(SLOT, slot.encode())]
 
 
 def snapshot_offset(get: Callable[[str], bytes | None]) -> int:
@@ -382,6 +395,9 @@ class EngineStage:
     held: list[Any] = field(default_factory=list)  # intake events applied since the last snapshot: not acked
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     gap: IntakeGap | None = None
+    fork: bool = False  # snapshots taken by a forked child (agents/snapshot_child.py)
+    writing: asyncio.Future[None] | None = None  # a snapshot being taken by a child, then written...
+    covering: list[Any] = field(default_factory=list)  # ...and the events it covers, acked once it is written
 
 
 @dataclass(slots=True)
@@ -516,7 +532,8 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
 
     def holding() -> dict[Any, int]:
         """What the agents hold unacked on purpose, lowest offset per partition: the commit stops there."""
-        return lowest_offsets([*reorder.held_messages(), *(event.message for event in stage.held)])
+        return lowest_offsets([*reorder.held_messages(), *(event.message for event in stage.held),
+                               *(event.message for event in stage.covering)])
 
     app.jpc_holding = holding  # type: ignore[attr-defined]  # read by streams.app's consumer
 
@@ -597,31 +614,87 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
             except Exception:
                 log.exception("held records not released")
 
-    stage = EngineStage(Cadence(settings.snapshot_every_s, settings.snapshot_every_records))
+    stage = EngineStage(Cadence(settings.snapshot_every_s, settings.snapshot_every_records),
+                        fork=settings.snapshot_in_child and snapshot_child.AVAILABLE)
 
     async def write_snapshot() -> None:
         """Snapshot the engine into the table, wait until the broker has acknowledged every changelog write,
         then ack the intake records it covers (their outputs are acknowledged already): an offset is
         committed only once a snapshot including its record can be restored. Faust's flush before a commit
-        is not enough: it gives up after 0.1 s without a send and commits with writes still queued (found
-        by the fault tests). Runs under stage.lock."""
+        is not enough: it gives up after 0.1 s without a send and commits with writes queued (found by the
+        fault tests). Runs under stage.lock; with `stage.fork` it only starts a child that takes the snapshot
+        (agents/snapshot_child.py) and returns, the rest done by `finish_in_child`."""
         runtime = stage.runtime
-        if runtime is None:
+        if runtime is None or stage.writing is not None:
             return
         started = time.monotonic()
+        covered = list(stage.held)
+        if stage.fork:
+            try:
+                child = snapshot_child.start(runtime.engine.snapshot)
+            except OSError as exc:  # no memory for the child's page tables, no more processes
+                log.warning("snapshot child not started: snapshotting in process", error=repr(exc))
+            else:
+                stage.held.clear()
+                stage.covering = covered
+                stage.cadence.forget()  # what is applied from now on waits for the next snapshot
+                stage.writing = asyncio.ensure_future(
+                    finish_in_child(runtime, child, runtime.applied_offset, covered, started))
+                return
+        packed = compress(runtime.rebase())
+        stage.held.clear()
+        await acknowledged(put_snapshot(packed, runtime.applied_offset))
+        for event in covered:
+            event.ack()
+        done = time.monotonic()
+        stage.cadence.written(done, done - started)
+
+    def put_snapshot(packed: bytes, offset: int) -> list[asyncio.Future[Any]]:
+        """Set the snapshot's table entries; the changelog writes, to be awaited."""
         sent = []
-        for key, value in snapshot_entries(runtime.rebase(), runtime.applied_offset, table.get):
+        for key, value in slot_entries(pack_compressed(packed, offset), table.get):
             table.data[key] = value  # what table[key] = value does, with the changelog write's future kept
             sent.append(table.send_changelog(None, key, value))
+        return sent
+
+    async def acknowledged(sent: list[asyncio.Future[Any]]) -> None:
+        """Wait for the broker to acknowledge a snapshot's writes (then the records it covers can be acked)."""
         try:
             await asyncio.wait_for(asyncio.gather(*sent), settings.request_timeout_s)
         except Exception as exc:
             stop_worker("snapshot not acknowledged by the broker", exc, EXIT_OUTPUT_REFUSED)
-        for event in stage.held:
-            event.ack()
-        stage.held.clear()
-        done = time.monotonic()
-        stage.cadence.written(done, done - started)
+
+    async def finish_in_child(runtime: EngineRuntime, child: SnapshotChild, offset: int, covered: list[Any],
+                              started: float) -> None:
+        """Collect what the child took (in threads: reading the pipe and decompressing release the GIL),
+        then write it as an in-process snapshot is written. The engine goes on meanwhile."""
+        try:
+            try:
+                packed = await asyncio.to_thread(child.collect)
+                blob = await asyncio.to_thread(zlib.decompress, packed)  # what a rewind restores
+            except (SnapshotFailed, OSError, zlib.error) as exc:
+                log.error("snapshot child failed: snapshotting in process from now on", error=repr(exc))
+                async with stage.lock:
+                    stage.fork = False
+                    if stage.runtime is runtime:
+                        stage.held[:0] = covered  # still unacked: the next snapshot covers them
+                        stage.cadence.applied(len(covered), time.monotonic())
+                return
+            async with stage.lock:
+                if stage.runtime is not runtime:
+                    return  # the partition was revoked or restored meanwhile: its records are applied again
+                runtime.adopt(blob, offset)
+                sent = put_snapshot(packed, offset)
+            await acknowledged(sent)  # outside the lock: the engine need not wait for the broker
+            if stage.runtime is runtime:  # else revoked meanwhile: the partition's next owner reads them again
+                for event in covered:
+                    event.ack()
+            done = time.monotonic()
+            stage.cadence.finished(done, done - started)
+        except Exception as exc:
+            stop_worker("engine snapshot failed", exc, EXIT_FAILED)
+        finally:
+            stage.writing, stage.covering = None, []
 
     async def next_in_sequence(runtime: EngineRuntime, batch: list[Any]) -> list[Any]:
         """The batch's events the engine can apply now (see in_sequence); on a gap, read the intake again

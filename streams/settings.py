@@ -37,6 +37,9 @@ class Settings(BaseSettings):
                                     "time); offsets are committed only up to the last snapshot")
     snapshot_every_records: int = Field(50_000, ge=1, description="...or once this many intake records are "
                                         "applied since the last snapshot, whichever comes first")
+    snapshot_in_child: bool = Field(True, description="a forked child takes the engine's snapshot while the "
+                                    "engine goes on (else the engine stops while it is pickled: seconds at a "
+                                    "million persons)")
     uvloop: bool = Field(True, description="run the worker on uvloop when it is installed (less event-loop "
                          "overhead per record)")
 

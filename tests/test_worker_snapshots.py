@@ -7,6 +7,7 @@ published, whatever the batches and snapshots around it.
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
+from agents import snapshot_child
 from agents.core.engine import Engine
+from agents.snapshot_child import SnapshotChild
 from agents.snapshots import Cadence
 from agents.worker import ESCALATIONS, EngineRuntime, apply_batch, intake_record
 from schemas.directory import load_directory
@@ -39,19 +42,33 @@ def revisions(outputs: list[tuple[str, bytes, bytes]]) -> list[bytes]:
     return [value for topic, _, value in outputs if topic == ESCALATIONS]
 
 
-def run(records: list[tuple[int, bytes, str]], batch: int, snapshot_every: int) -> tuple[list[bytes], EngineRuntime]:
+def run(records: list[tuple[int, bytes, str]], batch: int, snapshot_every: int,
+        in_child: bool = False) -> tuple[list[bytes], EngineRuntime]:
+    """Apply the records in batches, snapshotting every few batches; `in_child`: each snapshot taken by a
+    forked child and adopted one batch later, as the worker does while the engine goes on."""
     runtime = EngineRuntime(Engine(load_directory(None), "event"))
     outputs = []
+    taking: tuple[SnapshotChild, int] | None = None
     for i in range(0, len(records), batch):
         outputs += apply_batch(runtime, [(offset, value) for offset, value, _ in records[i:i + batch]])
+        if taking is not None:
+            child, offset = taking
+            runtime.adopt(zlib.decompress(child.collect()), offset)
+            taking = None
         if (i // batch) % snapshot_every == snapshot_every - 1:
-            runtime.rebase()
+            if in_child:
+                taking = snapshot_child.start(runtime.engine.snapshot), runtime.applied_offset
+            else:
+                runtime.rebase()
+    if taking is not None:
+        taking[0].collect()
     return revisions(outputs), runtime
 
 
+@pytest.mark.parametrize("in_child", [False, True])
 @pytest.mark.parametrize(("batch", "snapshot_every"), [(1, 1), (7, 3), (50, 2), (1000, 1)])
 def test_a_poison_event_leaves_no_trace_between_snapshots(monkeypatch: pytest.MonkeyPatch, batch: int,
-                                                          snapshot_every: int) -> None:
+                                                          snapshot_every: int, in_child: bool) -> None:
     records = intake_records()
     poison_ids = {records[len(records) // 3][2], records[len(records) // 2][2]}
     clean, _ = run([r for r in records if r[2] not in poison_ids], batch, snapshot_every)
@@ -63,7 +80,7 @@ def test_a_poison_event_leaves_no_trace_between_snapshots(monkeypatch: pytest.Mo
         return process(self, event, *args, **kwargs)
 
     monkeypatch.setattr(Engine, "process", raising)
-    poisoned, runtime = run(records, batch, snapshot_every)
+    poisoned, runtime = run(records, batch, snapshot_every, in_child)
     assert poisoned == clean
     assert runtime.applied_offset == records[-1][0]
     assert len(clean) > 10
