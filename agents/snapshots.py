@@ -32,6 +32,13 @@ def pack_compressed(packed: bytes, applied_offset: int) -> dict[str, bytes]:
 
 def unpack(get: Callable[[str], bytes | None]) -> tuple[bytes, int] | None:
     """The engine blob and the last intake offset it includes; None when there is no snapshot."""
+    restored = unpack_compressed(get)
+    return None if restored is None else (zlib.decompress(restored[0]), restored[1])
+
+
+def unpack_compressed(get: Callable[[str], bytes | None]) -> tuple[bytes, int] | None:
+    """The engine blob as stored (compressed, checked against its checksum) and the last intake offset it
+    includes; None when there is no snapshot."""
     meta_raw = get(META)
     if not meta_raw:
         return None
@@ -42,7 +49,7 @@ def unpack(get: Callable[[str], bytes | None]) -> tuple[bytes, int] | None:
     packed = b"".join(p for p in parts if p is not None)
     if hashlib.sha256(packed).hexdigest() != meta["sha256"]:
         raise RuntimeError("engine snapshot does not match its checksum")
-    return zlib.decompress(packed), int(meta["applied_offset"])
+    return packed, int(meta["applied_offset"])
 
 
 @dataclass(slots=True)

@@ -45,7 +45,7 @@ from agents import snapshot_child
 from agents.core.engine import ClockMode, Engine, Source
 from agents.reading_monitor import ReadingMonitor, report_of
 from agents.snapshot_child import SnapshotChild, SnapshotFailed
-from agents.snapshots import META, Cadence, compress, pack, pack_compressed, unpack
+from agents.snapshots import META, Cadence, compress, pack, pack_compressed, unpack_compressed
 from agents.worker_diagnostics import install_dump_on_sigusr1
 from agents.worker_web import install as install_watch
 from schemas.codec import Refusal, decode_event
@@ -72,7 +72,9 @@ TAKE_MAX, TAKE_WITHIN_S = 1000, 0.01
 class EngineRuntime:
     engine: Engine
     applied_offset: int = -1
-    blob: bytes | None = None  # the last snapshot (None: a new engine): what a poison event rolls back to...
+    # The last snapshot, compressed as stored (None: a new engine): what a poison event rolls back to (kept
+    # compressed: a rollback is rare, and a snapshot taken by a child arrives compressed)...
+    packed: bytes | None = None
     blob_offset: int = -1  # ...the last intake offset it includes...
     since: list[tuple[int, bytes | None]] = field(default_factory=list)  # ...and the records applied after it
     # (offset, value; None for a poison event, which left no trace)
@@ -80,8 +82,8 @@ class EngineRuntime:
     def rewind(self) -> None:
         """Back to the state before the current batch: the last snapshot, and the records applied since."""
         engine = self.engine
-        self.engine = (Engine.restore(engine.directory, self.blob, engine.mode) if self.blob is not None
-                       else Engine(engine.directory, engine.mode))
+        self.engine = (Engine.restore(engine.directory, zlib.decompress(self.packed), engine.mode)
+                       if self.packed is not None else Engine(engine.directory, engine.mode))
         self.applied_offset = self.blob_offset
         for offset, value in self.since:
             if value is None:
@@ -90,15 +92,15 @@ class EngineRuntime:
                 apply_intake(self, offset, value)  # outputs already sent: a rule raised on none of these
 
     def rebase(self) -> bytes:
-        """A new snapshot of the engine as it is: what the next rewind starts from."""
-        self.blob, self.blob_offset = self.engine.snapshot(), self.applied_offset
+        """A new snapshot of the engine as it is, compressed: what the next rewind starts from."""
+        self.packed, self.blob_offset = compress(self.engine.snapshot()), self.applied_offset
         self.since.clear()
-        return self.blob
+        return self.packed
 
-    def adopt(self, blob: bytes, offset: int) -> None:
+    def adopt(self, packed: bytes, offset: int) -> None:
         """A snapshot taken when the engine had applied up to `offset` (by a child, while the engine went on):
         what the next rewind starts from, the records applied after it then applied again."""
-        self.blob, self.blob_offset = blob, offset
+        self.packed, self.blob_offset = packed, offset
         self.since = [(o, value) for o, value in self.since if o > offset]
 
 
@@ -342,11 +344,11 @@ def snapshot_offset(get: Callable[[str], bytes | None]) -> int:
 
 
 def restore_runtime(directory: Directory, clock: ClockMode, get: Callable[[str], bytes | None]) -> EngineRuntime:
-    restored = unpack(get)
+    restored = unpack_compressed(get)
     if restored is None:
         return EngineRuntime(Engine(directory, clock))
-    blob, applied = restored
-    runtime = EngineRuntime(Engine.restore(directory, blob, clock), applied, blob, applied)
+    packed, applied = restored
+    runtime = EngineRuntime(Engine.restore(directory, zlib.decompress(packed), clock), applied, packed, applied)
     log.info("engine restored", applied_offset=applied, clock=str(runtime.engine.clock))
     return runtime
 
@@ -641,7 +643,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
                 stage.writing = asyncio.ensure_future(
                     finish_in_child(runtime, child, runtime.applied_offset, covered, started))
                 return
-        packed = compress(runtime.rebase())
+        packed = runtime.rebase()
         stage.held.clear()
         await acknowledged(put_snapshot(packed, runtime.applied_offset))
         for event in covered:
@@ -666,13 +668,12 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
 
     async def finish_in_child(runtime: EngineRuntime, child: SnapshotChild, offset: int, covered: list[Any],
                               started: float) -> None:
-        """Collect what the child took (in threads: reading the pipe and decompressing release the GIL),
-        then write it as an in-process snapshot is written. The engine goes on meanwhile."""
+        """Collect what the child took, then write it as an in-process snapshot is written. The engine goes on
+        meanwhile."""
         try:
             try:
-                packed = await asyncio.to_thread(child.collect)
-                blob = await asyncio.to_thread(zlib.decompress, packed)  # what a rewind restores
-            except (SnapshotFailed, OSError, zlib.error) as exc:
+                packed = await asyncio.to_thread(child.collect)  # reading the pipe releases the GIL
+            except (SnapshotFailed, OSError) as exc:
                 log.error("snapshot child failed: snapshotting in process from now on", error=repr(exc))
                 async with stage.lock:
                     stage.fork = False
@@ -683,7 +684,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
             async with stage.lock:
                 if stage.runtime is not runtime:
                     return  # the partition was revoked or restored meanwhile: its records are applied again
-                runtime.adopt(blob, offset)
+                runtime.adopt(packed, offset)
                 sent = put_snapshot(packed, offset)
             await acknowledged(sent)  # outside the lock: the engine need not wait for the broker
             if stage.runtime is runtime:  # else revoked meanwhile: the partition's next owner reads them again
@@ -699,7 +700,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     async def next_in_sequence(runtime: EngineRuntime, batch: list[Any]) -> list[Any]:
         """The batch's events the engine can apply now (see in_sequence); on a gap, read the intake again
         from the first record missing."""
-        if runtime.blob is None and runtime.applied_offset < 0:
+        if runtime.packed is None and runtime.applied_offset < 0:
             # A new engine (no snapshot): it starts where the group's offset put it, not at the topic's start
             # (the intake may hold another app id's records, or none that retention kept).
             runtime.applied_offset = min(e.message.offset for e in batch) - 1

@@ -26,9 +26,10 @@ def memory_mb(pid: int | str = "self") -> dict[str, float]:
 
 
 def cpu_seconds(pid: int | str = "self") -> float | None:
-    """CPU time (user + system) a process has used so far: unlike rates, hardly moved by other people's load."""
+    """CPU time (user + system) a process has used so far, with its children's once reaped (the worker's
+    snapshot children): unlike rates, hardly moved by other people's load."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime

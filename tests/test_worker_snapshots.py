@@ -7,7 +7,6 @@ published, whatever the batches and snapshots around it.
 
 from __future__ import annotations
 
-import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ def run(records: list[tuple[int, bytes, str]], batch: int, snapshot_every: int,
         outputs += apply_batch(runtime, [(offset, value) for offset, value, _ in records[i:i + batch]])
         if taking is not None:
             child, offset = taking
-            runtime.adopt(zlib.decompress(child.collect()), offset)
+            runtime.adopt(child.collect(), offset)
             taking = None
         if (i // batch) % snapshot_every == snapshot_every - 1:
             if in_child:
