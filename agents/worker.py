@@ -53,7 +53,7 @@ from schemas.dead_letter import DeadLetter
 from schemas.directory import Directory
 from schemas.escalation import Escalation, revision_json
 from schemas.personal_data import redact_identifiers
-from streams.app import lowest_offsets, make_app
+from streams.app import RawRecords, lowest_offsets, make_app
 from streams.logging import get_logger
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, ESCALATIONS, INPUT_TOPIC_OF_KIND, INPUT_TOPICS, INTAKE, unit_topic
@@ -506,8 +506,8 @@ def stop_worker(what: str, exc: BaseException, code: int) -> NoReturn:
 def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reorder_s: float) -> faust.App:
     app = make_app(settings)
     watch = install_watch(app, settings)  # /metrics and /health (agents/worker_web.py)
-    inputs = app.topic(*INPUT_TOPICS, key_type=bytes, value_type=bytes, value_serializer="raw")
-    intake = app.topic(INTAKE, key_type=bytes, value_type=bytes, value_serializer="raw", partitions=1)
+    inputs = app.topic(*INPUT_TOPICS, schema=RawRecords())
+    intake = app.topic(INTAKE, schema=RawRecords(), partitions=1)
     table = app.Table("engine", partitions=1, key_type=str, value_type=bytes, use_partitioner=True)
 
     def highwater(tp: Any) -> int | None:
