@@ -18,7 +18,6 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.delivery import DirectDelivery
 from streams.fetching import SeekAwareFetch
 from streams.logging import get_logger
 from streams.settings import Settings
@@ -43,7 +42,7 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
         return self._ensure_consumer().last_stable_offset(tp)
 
 
-class ReadCommittedConsumer(SeekAwareFetch, DirectDelivery, faust_aiokafka.Consumer):  # type: ignore[misc]
+class ReadCommittedConsumer(SeekAwareFetch, faust_aiokafka.Consumer):  # type: ignore[misc]
     def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

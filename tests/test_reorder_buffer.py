@@ -127,3 +127,16 @@ def test_wall_clock_mode_does_not_reorder_or_wait() -> None:
     buf = ReorderBuffer(0.0, parts.highwater.get, lambda: list(parts.committed.items()))
     judge(buf, "a", 0, key(10), 0.0)
     assert released(buf, 0.0) == ["a@0"]
+
+
+def test_how_far_each_partition_was_judged_since_it_was_assigned() -> None:
+    """What caps an input partition's commit (the worker's `holding`): a record Faust acked as stale without
+    it being judged in this assignment must not be committed over."""
+    buffer = Partitions(committed={"a": 10}).buffer()
+    assert buffer.judged_up_to("a") is None  # nothing judged yet: the commit stays where it is
+    buffer.judged("a", 10, None)  # a tombstone or a dead letter: judged, not held
+    buffer.judged("a", 12, (1.0, "e-12", "u"))
+    buffer.judged("a", 11, (1.0, "e-11", "u"))  # (a partition is read in order, but the frontier only grows)
+    assert buffer.judged_up_to("a") == 13
+    buffer.forget({"a"})  # revoked: whatever comes next is judged afresh
+    assert buffer.judged_up_to("a") is None
