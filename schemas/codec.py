@@ -466,7 +466,7 @@ def accept_plain(raw: bytes) -> InputEvent | None:
     if not spec.required <= data.keys() or not _consistent(kind, values):
         return None
     # Every key of `data` was a field (or the line was deferred above): they are the fields that were set.
-    return _made(spec.model, values, set(data))  # type: ignore[return-value]  # spec.model is an event model
+    return construct(spec.model, values, set(data))  # type: ignore[return-value]  # spec.model is an event model
 
 
 def _consistent(kind: str, v: dict[str, Any]) -> bool:
@@ -485,13 +485,15 @@ def _consistent(kind: str, v: dict[str, Any]) -> bool:
 def _build(model: type[_M], fields: tuple[str, ...], values: dict[str, Any]) -> _M:
     every = dict.fromkeys(fields)  # every field, in definition order, None until given
     every.update(values)
-    return _made(model, every, set(values))
+    return construct(model, every, set(values))
 
 
-def _made(model: type[_M], every: dict[str, Any], given: set[str]) -> _M:
-    # What `model_construct` does, without its per-field bookkeeping: every field present in definition
-    # order (absent ones are None: every optional field of the wire models defaults to None), and the
-    # fields that were given as set, so `exclude_unset` means the same as for a validated event.
+def construct(model: type[_M], every: dict[str, Any], given: set[str]) -> _M:
+    """A model of values already of their fields' types, built as validation would build it: what
+    `model_construct` does, without its per-field bookkeeping. `every` holds every field in definition order
+    (absent ones None: every optional field of the wire models defaults to None) and is kept, not copied;
+    `given` are the fields set, so `exclude_unset` means the same as for a validated model. Also how the
+    engine makes its revisions (agents/core/ladder.py)."""
     event = _new(model)
     _set(event, "__dict__", every)
     _set(event, "__pydantic_fields_set__", given)

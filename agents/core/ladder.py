@@ -10,12 +10,14 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from agents.core.ids import escalation_id
 from agents.core.proof import Cited, cite
 from agents.core.roster import DutyRoster
 from agents.core.routing import RouteContext, resolve_targets, staff
 from agents.core.timers import TimerQueue
+from schemas.codec import construct
 from schemas.directory import Directory
 from schemas.escalation import SEVERITIES, Escalation, Rule, Severity, Status
 from schemas.events import EscalationAck
@@ -285,20 +287,13 @@ class EscalationBook:
 
 
 _ESCALATION_FIELDS = frozenset(Escalation.model_fields)
-_set = object.__setattr__
-_new = object.__new__  # Escalation defines no __new__: skips pydantic's metaclass attribute hook
 
 
-def _escalation(**fields: object) -> Escalation:
+def _escalation(**fields: Any) -> Escalation:
     """An `Escalation` of values the book made itself, each already of its field's type (every container a
-    fresh copy): built as validation would build it, without validating a revision field by field again,
-    which cost more than the rest of making it. Every field is given, in definition order."""
-    revision = _new(Escalation)
-    _set(revision, "__dict__", fields)
-    _set(revision, "__pydantic_fields_set__", set(_ESCALATION_FIELDS))
-    _set(revision, "__pydantic_extra__", None)
-    _set(revision, "__pydantic_private__", None)
-    return revision
+    fresh copy), without validating a revision field by field again, which cost more than the rest of making
+    it. Every field is given, in definition order."""
+    return construct(Escalation, fields, set(_ESCALATION_FIELDS))
 
 
 def _looks(tracked: Tracked) -> tuple[str, str, str, int, int]:
