@@ -45,7 +45,7 @@ from agents import snapshot_child
 from agents.core.engine import ClockMode, Engine, Source
 from agents.reading_monitor import ReadingMonitor, report_of
 from agents.snapshot_child import SnapshotChild, SnapshotFailed
-from agents.snapshots import META, Cadence, compress, pack, pack_compressed, unpack_compressed
+from agents.snapshots import META, Cadence, compress, pack_compressed, unpack_compressed
 from agents.worker_diagnostics import install_dump_on_sigusr1
 from agents.worker_web import install as install_watch
 from schemas.codec import Refusal, decode_event
@@ -331,10 +331,6 @@ def snapshot_reader(get: Callable[[str], bytes | None]) -> Callable[[str], bytes
         return get  # no snapshot yet, or one written before slots
     prefix = slot.decode() + "/"
     return lambda key: get(prefix + key)
-
-
-def snapshot_entries(blob: bytes, applied_offset: int, get: Callable[[str], bytes | None]) -> list[tuple[str, bytes]]:
-    return slot_entries(pack(blob, applied_offset), get)
 
 
 def slot_entries(entries: dict[str, bytes], get: Callable[[str], bytes | None]) -> list[tuple[str, bytes]]:
@@ -656,8 +652,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
                 stage.held.clear()
                 stage.covering = covered
                 stage.cadence.forget()  # what is applied from now on waits for the next snapshot
-                stage.writing = asyncio.ensure_future(
-                    finish_in_child(runtime, child, runtime.applied_offset, covered, started))
+                stage.writing = asyncio.ensure_future(finish_in_child(runtime, child, runtime.applied_offset, started))
                 return
         packed = runtime.rebase()
         stage.held.clear()
@@ -682,10 +677,10 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         except Exception as exc:
             stop_worker("snapshot not acknowledged by the broker", exc, EXIT_OUTPUT_REFUSED)
 
-    async def finish_in_child(runtime: EngineRuntime, child: SnapshotChild, offset: int, covered: list[Any],
-                              started: float) -> None:
-        """Collect what the child took, then write it as an in-process snapshot is written. The engine goes on
-        meanwhile."""
+    async def finish_in_child(runtime: EngineRuntime, child: SnapshotChild, offset: int, started: float) -> None:
+        """Collect what the child took, then write it as an in-process snapshot is written (acking
+        `stage.covering`). The engine goes on meanwhile."""
+        covered = stage.covering
         try:
             try:
                 packed = await asyncio.to_thread(child.collect)  # reading the pipe releases the GIL

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from agents.snapshots import unpack
-from agents.worker import snapshot_entries, snapshot_reader
+from agents.snapshots import pack, unpack
+from agents.worker import slot_entries, snapshot_reader
 from tests.conftest import Broker
 from tests.test_faults_harness import (
     SEED,
@@ -45,9 +45,9 @@ __all__ = ["fault_broker"]  # the shared broker fixture, imported so pytest find
 def test_a_snapshot_torn_by_a_crash_leaves_the_previous_one_whole() -> None:
     table: dict[str, bytes] = {}
     first, second = os.urandom(1_300_000), os.urandom(1_300_000)  # three chunks each: several writes
-    for key, value in snapshot_entries(first, 10, table.get):
+    for key, value in slot_entries(pack(first, 10), table.get):
         table[key] = value
-    torn = snapshot_entries(second, 20, table.get)
+    torn = slot_entries(pack(second, 20), table.get)
     for key, value in torn[:2]:  # the worker dies after two of the writes
         table[key] = value
     assert unpack(snapshot_reader(table.get)) == (first, 10)

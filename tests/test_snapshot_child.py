@@ -54,9 +54,9 @@ def test_a_child_that_fails_is_reported_and_reaped() -> None:
 
 
 def test_a_child_killed_part_way_is_reported() -> None:
-    def hanging() -> bytes:
+    def killed() -> bytes:
         os.kill(os.getpid(), 9)
         return b""
 
     with pytest.raises(SnapshotFailed, match="exited with -9"):
-        snapshot_child.start(hanging).collect()
+        snapshot_child.start(killed).collect()
