@@ -46,6 +46,7 @@ from agents.core.engine import ClockMode, Engine, Source
 from agents.reading_monitor import ReadingMonitor, report_of
 from agents.snapshot_child import SnapshotChild, SnapshotFailed
 from agents.snapshots import META, Cadence, compress, pack_compressed, unpack_compressed
+from agents.stuck_inputs import Standing, StuckInputs
 from agents.worker_diagnostics import install_dump_on_sigusr1
 from agents.worker_web import install as install_watch
 from schemas.codec import Refusal, decode_event
@@ -412,7 +413,6 @@ class IntakeGap:
     sought_at: float = float("-inf")
 
 
-STUCK_AFTER_S = 20.0  # longer than anything the intake waits for (its window, a 10 MB record's refusal)
 GAP_SEEK_EVERY_S = 2.0
 GAP_GIVE_UP_S = 120.0  # only records deleted by retention stay missing this long: go on without them
 
@@ -533,6 +533,11 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
 
     app.jpc_state = state  # type: ignore[attr-defined]
 
+    def held_on_purpose() -> dict[Any, int]:
+        """The lowest offset per partition of the records the agents hold (sorting them, until a snapshot)."""
+        return lowest_offsets([*reorder.held_messages(), *(event.message for event in stage.held),
+                               *(event.message for event in stage.covering)])
+
     def holding() -> dict[Any, int]:
         """What the agents hold unacked on purpose, lowest offset per partition: the commit stops there.
 
@@ -541,8 +546,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         and the ack counts for the offset in the new assignment too, which could commit the record before
         its copy is read again. (Found reading Faust's code while chasing a loss in the pause fault test;
         that loss had another cause: records delivered in bursts, docs/DECISIONS.md.)"""
-        held = lowest_offsets([*reorder.held_messages(), *(event.message for event in stage.held),
-                               *(event.message for event in stage.covering)])
+        held = held_on_purpose()
         for tp, committed in assigned():
             judged = reorder.judged_up_to(tp)
             limit = judged if judged is not None else committed or 0
@@ -589,34 +593,36 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
         if dropped:
             log.info("held records left to the partitions' next owner", dropped=len(dropped))
 
-    stuck_since: dict[Any, tuple[int, float]] = {}  # input partition -> (committed offset, when first seen)
+    stuck = StuckInputs()
 
     @app.timer(interval=5.0)
     async def reread_stuck_partitions() -> None:
-        """An input partition whose commit stays put while later records are acked and we hold nothing at it
-        is missing records that were never delivered again. streams/fetching.py fixes the causes found (Faust's
-        fetch loop around a rebalance); this is the last line against any other. Read it again from the
-        commit: the records after it come twice, and the engine ignores the second copy of an event."""
+        """Input partitions that stopped moving with work left are read again from their commit
+        (agents/stuck_inputs.py)."""
         consumer: Any = app.consumer  # Faust's bookkeeping below is not in ConsumerT
-        now = time.monotonic()
         try:
-            held = holding()
-            for tp in consumer.assignment():
-                committed = consumer._committed_offset.get(tp)
-                if tp.topic not in INPUT_TOPICS or committed is None:
-                    continue
-                ahead = any(o > committed for o in consumer._acked.get(tp, ()))
-                if not ahead or held.get(tp, committed + 1) <= committed:
-                    stuck_since.pop(tp, None)
-                    continue
-                seen, since = stuck_since.setdefault(tp, (committed, now))
-                if seen != committed:
-                    stuck_since[tp] = (committed, now)
-                elif now - since >= STUCK_AFTER_S:
-                    log.warning("input partition stuck: reading it again from its commit",
-                                topic=tp.topic, partition=tp.partition, committed=committed)
-                    await consumer.seek(tp, committed)
-                    stuck_since[tp] = (committed, now)
+            if app.rebalancing or app.in_recovery:  # Faust seeks every partition to its commit after these
+                stuck.stuck({}, time.monotonic())
+                return
+            # Only what the agents hold; not holding()'s cap at the judged offset, which would make a partition
+            # that nothing was delivered from since its assignment look held at its commit (a CI stall).
+            held = held_on_purpose()
+            pairs = assigned()
+            # Faust keeps no commit for a partition committed at 0 or never: it is read from the log's start.
+            fresh = [tp for tp, committed in pairs if committed is None and (highwater(tp) or 0) > 0]
+            starts = await consumer.earliest_offsets(*fresh) if fresh else {}
+            standings = {}
+            for tp, committed in pairs:
+                start = committed if committed is not None else starts.get(tp, 0)
+                standings[tp] = Standing(
+                    committed=start, judged=reorder.judged_up_to(tp), highwater=highwater(tp),
+                    acked_ahead=any(o > start for o in consumer._acked.get(tp, ())), held_at=held.get(tp))
+            for tp in stuck.stuck(standings, time.monotonic()):
+                s = standings[tp]
+                log.warning("input partition stuck: reading it again from its commit", topic=tp.topic,
+                            partition=tp.partition, committed=s.committed, judged=s.judged,
+                            highwater=s.highwater, acked_ahead=s.acked_ahead)
+                await consumer.seek(tp, s.committed)
         except Exception:
             log.exception("stuck partitions not checked")
 

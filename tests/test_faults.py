@@ -162,3 +162,71 @@ def test_worker_paused_past_its_session_rejoins_without_corrupting_state(fault_b
         publisher.stop()
         code = worker.stop()
     assert code == 0, worker.log_tail()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Records a fetch took and never delivered: the worker reads the partition again from its commit
+
+LOSING_FETCH_WRAPPER = '''\
+"""Test-only: `jpc` whose consumer loses every checkpoint alert it fetches in the JPC_FAULTS_DROP_S seconds
+after the first: fetched, the client's position past them, never delivered (what Faust's fetch loop did
+around a rebalance before streams/fetching.py, and what the worker's last line must catch)."""
+import os
+import sys
+import time
+
+from streams import fetching
+
+DROP_S = float(os.environ["JPC_FAULTS_DROP_S"])
+_getmany = fetching.SeekAwareFetch.getmany
+_first = []
+
+
+async def getmany(self, timeout):
+    async for tp, message in _getmany(self, timeout):
+        if tp.topic == "jpc.checkpoint-alerts":
+            _first[:] = _first or [time.monotonic()]
+            if time.monotonic() - _first[0] < DROP_S:
+                continue
+        yield tp, message
+
+
+fetching.SeekAwareFetch.getmany = getmany
+from agents.cli import main  # noqa: E402
+
+sys.argv[0] = "jpc"
+main()
+'''
+
+
+@pytest.mark.timeout(scaled(240, 600))
+def test_records_fetched_and_never_delivered_are_read_again(fault_broker: Broker, tmp_path: Path) -> None:
+    # Every checkpoint alert lost before the intake judged any of them: no ack past the commit, only records
+    # on the broker past it (the case one CI run stalled on).
+    n = 600
+    events = stream(n, SEED + 4)
+    expected = replay_of(write_lines(tmp_path / "events.jsonl", events))
+    wrapper = tmp_path / "losing_jpc.py"
+    wrapper.write_text(LOSING_FETCH_WRAPPER)
+    bus = Bus.open(fault_broker, tmp_path, "fault-lost-fetch")
+    bus.env["JPC_FAULTS_DROP_S"] = "10"
+    # The other records wait for the lost ones up to 5 reorder windows (then they count as late, and the
+    # output may differ from replay's by design): 50 s here, past the 20-25 s the worker takes to notice.
+    worker = bus.worker(["--reorder-ms", "10000"], python_wrapper=wrapper)
+    publisher = Publisher(bus.bootstrap, records_of(events), rate=3000)  # all of it inside the 10 s
+    try:
+        wait_members(bus, 1, 120)
+        publisher.start()
+        publisher.join_checked(60)
+        drain_s = bus.wait_drained(120, [worker])
+        live = escalations_seen(bus)
+        intake = intake_event_keys(bus)
+        report("fetched, never delivered", events_in=n, escalations_out=len(live.final()),
+               intake_redeliveries=sum(intake.values()) - len(intake), drain_s=round(drain_s, 1))
+        assert "input partition stuck: reading it again from its commit" in worker.log_tail(10**6)
+        assert len(intake) == n
+        assert_matches_replay(live, expected)
+    finally:
+        publisher.stop()
+        code = worker.stop()
+    assert code == 0, worker.log_tail()
