@@ -56,8 +56,9 @@ def unpack_compressed(get: Callable[[str], bytes | None]) -> tuple[bytes, int] |
 class Cadence:
     """When the engine writes its next snapshot: `every_s` after the first record it does not cover, or once
     `every_records` are waiting, whichever comes first. A whole-state snapshot grows with the state (seconds
-    at a million persons), so the gap between two is also kept at least `1 / max_share` times what the last
-    one took: snapshots never take more than that share of the engine's time. Until a snapshot covers them,
+    at a million persons), so the gap between two is also kept at least `1 / max_share` times the work the
+    last one took (not its wait for the broker's acknowledgement: after a broker restart that is seconds
+    of nothing): snapshots never take more than that share of the engine's time. Until a snapshot covers them,
     records stay unacknowledged (uncommitted), and a restarted engine applies them again."""
 
     every_s: float
