@@ -290,8 +290,11 @@ async def measure_latency(broker: Broker, worker: Worker, directory: Directory, 
     sent: dict[str, float] = {}
     arrivals: list[tuple[float, float]] = []  # (sent since start, latency)
     t0 = time.time()
+    # A short fetch wait: the client's default (500 ms) can hold a unit's partition back behind a fetch for
+    # the quiet ones, and that is the reader's delay, not the bus's (streams/app.py: FETCH_MAX_WAIT_MS).
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"bench-latency-{os.getpid()}",
-                              auto_offset_reset="earliest", enable_auto_commit=False, metadata_max_age_ms=2000)
+                              auto_offset_reset="earliest", enable_auto_commit=False, metadata_max_age_ms=2000,
+                              fetch_max_wait_ms=10)
     reader.subscribe(pattern=r"^jpc\.escalations\..+")
     await reader.start()
     stop = asyncio.Event()

@@ -24,6 +24,7 @@ from streams.settings import Settings
 
 log = get_logger("consumer")
 COMMIT_TIMEOUT_S = 15.0  # a healthy commit takes milliseconds
+FETCH_MAX_WAIT_MS = 20  # idle, a fetch every 20 ms per broker: cheap; busy, fetches return at once anyway
 
 
 class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
@@ -35,6 +36,11 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start(), which comes later
+        # Faust asks the broker to hold a fetch up to 1.5 s for data. The client keeps one fetch in flight per
+        # broker and leaves out partitions whose records the worker has not taken yet, so a fetch sent for the
+        # quiet partitions alone held the busy ones back for the whole 1.5 s, at each of the two hops: 4 runs in
+        # 11 at 800 events/s had a latency median of 2.6-3.4 s instead of 45-70 ms (0 in 7 with this).
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
     def highwater(self, tp: Any) -> Any:
