@@ -605,7 +605,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
                 stuck.stuck({}, time.monotonic())
                 return
             # Only what the agents hold; not holding()'s cap at the judged offset, which would make a partition
-            # that nothing was delivered from since its assignment look held at its commit (a CI stall).
+            # that nothing was delivered from since its assignment look held at its commit (suspected in a CI stall).
             held = held_on_purpose()
             pairs = assigned()
             # Faust keeps no commit for a partition committed at 0 or never: it is read from the log's start.

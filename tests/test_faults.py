@@ -202,7 +202,7 @@ main()
 @pytest.mark.timeout(scaled(240, 600))
 def test_records_fetched_and_never_delivered_are_read_again(fault_broker: Broker, tmp_path: Path) -> None:
     # Every checkpoint alert lost before the intake judged any of them: no ack past the commit, only records
-    # on the broker past it (the case one CI run stalled on).
+    # on the broker past it (the case suspected in one CI run's stall).
     n = 600
     events = stream(n, SEED + 4)
     expected = replay_of(write_lines(tmp_path / "events.jsonl", events))
