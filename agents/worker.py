@@ -608,14 +608,15 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
             # that nothing was delivered from since its assignment look held at its commit (suspected in a CI stall).
             held = held_on_purpose()
             pairs = assigned()
+            marks = {tp: highwater(tp) for tp, _ in pairs}
             # Faust keeps no commit for a partition committed at 0 or never: it is read from the log's start.
-            fresh = [tp for tp, committed in pairs if committed is None and (highwater(tp) or 0) > 0]
+            fresh = [tp for tp, committed in pairs if committed is None and (marks[tp] or 0) > 0]
             starts = await consumer.earliest_offsets(*fresh) if fresh else {}
             standings = {}
             for tp, committed in pairs:
                 start = committed if committed is not None else starts.get(tp, 0)
                 standings[tp] = Standing(
-                    committed=start, judged=reorder.judged_up_to(tp), highwater=highwater(tp),
+                    committed=start, judged=reorder.judged_up_to(tp), highwater=marks[tp],
                     acked_ahead=any(o > start for o in consumer._acked.get(tp, ())), held_at=held.get(tp))
             for tp in stuck.stuck(standings, time.monotonic()):
                 s = standings[tp]
