@@ -91,9 +91,10 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(fault_broker: Brok
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         outage_s = time.monotonic() - down
         publisher.join_checked(600)
-        # Drains in 0-4 s; 150-165 s while the snapshot cadence counted one snapshot's wait for the restarted
-        # broker as its cost (and spaced the next one, and the intake's commit, ten times that).
-        drain_s = bus.wait_drained(90, [worker])
+        # Mostly drains in 0-5 s since the snapshot cadence stopped counting a snapshot's wait for the
+        # restarted broker; but the client's offset commits can still hang for over a minute after the
+        # restart (a 90 s budget failed once on that: every record processed, commits given up every 15 s).
+        drain_s = bus.wait_drained(scaled(240, 600), [worker])
         live = escalations_seen(bus)
         intake = intake_event_keys(bus)
         lost = unacknowledged_in_log(bus, records, publisher)
