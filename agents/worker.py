@@ -31,10 +31,11 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, NamedTuple, NoReturn
 
 import faust
@@ -69,6 +70,17 @@ EXIT_FAILED = 70  # EX_SOFTWARE: a batch could not be processed (see stop_worker
 TAKE_MAX, TAKE_WITHIN_S = 1000, 0.01
 
 
+class Applied(NamedTuple):
+    """An intake record the engine applied, as a rewind applies it again."""
+
+    offset: int
+    value: bytes
+    poisoned: Mapping[int, Output]  # its events that made a rule raise (by place in the record): their dead letters
+
+
+_NONE: Mapping[int, Output] = MappingProxyType({})  # no event of the record was poison
+
+
 @dataclass(slots=True)
 class EngineRuntime:
     engine: Engine
@@ -77,8 +89,8 @@ class EngineRuntime:
     # compressed: a rollback is rare, and a snapshot taken by a child arrives compressed)...
     packed: bytes | None = None
     blob_offset: int = -1  # ...the last intake offset it includes...
-    since: list[tuple[int, bytes | None]] = field(default_factory=list)  # ...and the records applied after it
-    # (offset, value; None for a poison event, which left no trace)
+    since: list[Applied] = field(default_factory=list)  # ...and the records applied after it
+    events_applied: int = 0  # events applied (an intake record carries many): what the cadence counts
 
     def rewind(self) -> None:
         """Back to the state before the current batch: the last snapshot, and the records applied since."""
@@ -86,11 +98,8 @@ class EngineRuntime:
         self.engine = (Engine.restore(engine.directory, zlib.decompress(self.packed), engine.mode)
                        if self.packed is not None else Engine(engine.directory, engine.mode))
         self.applied_offset = self.blob_offset
-        for offset, value in self.since:
-            if value is None:
-                self.applied_offset = offset
-            else:
-                apply_intake(self, offset, value)  # outputs already sent: a rule raised on none of these
+        for offset, value, poisoned in self.since:
+            apply_intake(self, offset, value, poisoned)  # outputs already sent; poison events skipped again
 
     def rebase(self) -> bytes:
         """A new snapshot of the engine as it is, compressed: what the next rewind starts from."""
@@ -102,7 +111,7 @@ class EngineRuntime:
         """A snapshot taken when the engine had applied up to `offset` (by a child, while the engine went on):
         what the next rewind starts from, the records applied after it then applied again."""
         self.packed, self.blob_offset = packed, offset
-        self.since = [(o, value) for o, value in self.since if o > offset]
+        self.since = [applied for applied in self.since if applied.offset > offset]
 
 
 # Records this worker writes must fit in a Kafka record (the broker's default limit is about 1 MB) whatever
@@ -121,6 +130,38 @@ def intake_record(topic: str, partition: int, offset: int, received_at: datetime
             text = json.dumps(json.loads(text), separators=(",", ":"))
     return orjson.dumps({"topic": topic, "partition": partition, "offset": offset,
                          "received_at": received_at.isoformat(), "event": text})
+
+
+# The intake records released together travel as one record of `jpc.intake`, up to these bounds: the engine
+# stage then takes one record from Faust per batch, not one per event (Faust's per-record delivery cost more
+# than the engine's work on it; docs/DECISIONS.md). Well under the broker's 1 MB limit on a record.
+MAX_BATCHED_EVENTS, MAX_BATCHED_BYTES = 500, 256 * 1024
+
+
+def intake_batches(entries: list[Output]) -> list[Output]:
+    """Intake records (as `intake_record` makes them) packed in order into `{"events": [...]}` records."""
+    out: list[Output] = []
+    batch: list[bytes] = []
+    size = 0
+    for _, _, value in entries:
+        if batch and (len(batch) >= MAX_BATCHED_EVENTS or size + len(value) > MAX_BATCHED_BYTES):
+            out.append(_batched(batch))
+            batch, size = [], 0
+        batch.append(value)
+        size += len(value) + 1
+    if batch:
+        out.append(_batched(batch))
+    return out
+
+
+def _batched(values: list[bytes]) -> Output:
+    return INTAKE, b"events", b'{"events":[' + b",".join(values) + b"]}"
+
+
+def intake_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events an intake record carries: a batch, or one event (as the intake wrote them before batches)."""
+    events = record.get("events")
+    return events if isinstance(events, list) else [record]
 
 
 def tick_record(at: datetime) -> bytes:
@@ -355,13 +396,18 @@ def restore_runtime(directory: Directory, clock: ClockMode, get: Callable[[str],
     return runtime
 
 
-def apply_intake(runtime: EngineRuntime, offset: int, value: bytes) -> list[Output]:
-    """The engine stage for one intake record."""
+def apply_intake(runtime: EngineRuntime, offset: int, value: bytes,
+                 poisoned: Mapping[int, Output] = _NONE) -> list[Output]:
+    """The engine stage for one intake record: a batch of events (or one, as written before batches), a clock
+    tick or a reading report. `poisoned` are the record's events that made a rule raise, by their place in
+    it: their dead letters go out in their stead."""
     if offset <= runtime.applied_offset:
         return []  # already in the snapshot: re-delivered after a restart
     runtime.applied_offset = offset
     record: dict[str, Any] = orjson.loads(value)
     engine = runtime.engine
+    entries = intake_entries(record)
+    runtime.events_applied += max(len(entries), 1)  # a tick or a reading report counts as one
     if "tick" in record:
         return [o for r in engine.advance(datetime.fromisoformat(record["tick"])) for o in revision_outputs(r)]
     if "reading" in record:  # a unit's duty group as the reading monitor saw it (agents/reading_monitor.py)
@@ -371,16 +417,27 @@ def apply_intake(runtime: EngineRuntime, offset: int, value: bytes) -> list[Outp
             log.warning("intake record is no reading report; skipped", offset=offset)
             return []
         return [o for r in engine.observe_reading(report, Source(INTAKE, 0, offset)) for o in revision_outputs(r)]
-    raw = record["event"].encode("utf-8")
-    source = Source(topic=record["topic"], partition=record["partition"], offset=record["offset"])
+    outputs: list[Output] = []
+    for place, entry in enumerate(entries):
+        letter = poisoned.get(place)
+        if letter is not None:
+            outputs.append(letter)
+        else:
+            outputs += _apply_event(engine, offset, place, entry)
+    return outputs
+
+
+def _apply_event(engine: Engine, offset: int, place: int, entry: dict[str, Any]) -> list[Output]:
+    raw = entry["event"].encode("utf-8")
+    source = Source(topic=entry["topic"], partition=entry["partition"], offset=entry["offset"])
     decoded = decode_event(raw)
     if isinstance(decoded, Refusal):  # intake judged it valid; only a contract change could get here
         return [dead_letter_output(source, decoded.raw, decoded.field, decoded.reason)]
     try:
-        outcome = engine.process(decoded, source, datetime.fromisoformat(record["received_at"]))
+        outcome = engine.process(decoded, source, datetime.fromisoformat(entry["received_at"]))
     except Exception as exc:  # a poison event: dead-letter it with the error, keep the partition moving
         log.exception("rule raised", event_id=decoded.event_id, topic=source.topic, offset=source.offset)
-        raise PoisonEvent(offset, dead_letter_output(
+        raise PoisonEvent(offset, place, dead_letter_output(
             source, raw, None, f"(engine): rule raised {exc.__class__.__name__}: {exc}", decoded.event_id,
             decoded.source_unit)) from exc
     outputs = [o for r in outcome.revisions for o in revision_outputs(r)]
@@ -441,11 +498,11 @@ def in_sequence(applied_offset: int, batch: list[Any]) -> tuple[list[Any], int |
 
 
 class PoisonEvent(Exception):
-    """A rule raised on the intake record at `offset`; `letter` is its dead letter."""
+    """A rule raised on the event at `place` in the intake record at `offset`; `letter` is its dead letter."""
 
-    def __init__(self, offset: int, letter: Output) -> None:
-        super().__init__(offset)
-        self.offset, self.letter = offset, letter
+    def __init__(self, offset: int, place: int, letter: Output) -> None:
+        super().__init__(offset, place)
+        self.offset, self.place, self.letter = offset, place, letter
 
 
 def apply_batch(runtime: EngineRuntime, records: list[tuple[int, bytes]]) -> list[Output]:
@@ -459,22 +516,17 @@ def apply_batch(runtime: EngineRuntime, records: list[tuple[int, bytes]]) -> lis
     tests/test_faults_hostile.py).
     """
     start_offset = runtime.applied_offset
-    poisoned: dict[int, Output] = {}
+    poisoned: dict[int, dict[int, Output]] = {}  # offset -> place in the record -> dead letter
     while True:
-        outputs: list[Output] = []
         try:
+            outputs: list[Output] = []
             for offset, value in records:
-                if offset in poisoned:
-                    if offset > runtime.applied_offset:
-                        runtime.applied_offset = offset
-                        outputs.append(poisoned[offset])
-                    continue
-                outputs += apply_intake(runtime, offset, value)
-            runtime.since += [(offset, None if offset in poisoned else value)
+                outputs += apply_intake(runtime, offset, value, poisoned.get(offset, _NONE))
+            runtime.since += [Applied(offset, value, poisoned.get(offset, _NONE))
                               for offset, value in records if offset > start_offset]
             return outputs
         except PoisonEvent as poison:
-            poisoned[poison.offset] = poison.letter
+            poisoned.setdefault(poison.offset, {})[poison.place] = poison.letter
             runtime.rewind()
 
 
@@ -558,7 +610,7 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
     async def release() -> None:
         async with reorder.lock:  # one releaser at a time keeps the intake log in sorted order
             held = reorder.due(reorder.clock(time.monotonic()))
-            await send_all(app, [h.output for h in held])
+            await send_all(app, intake_batches([h.output for h in held]))
             watch.released(h.event for h in held)
             for h in held:
                 h.event.ack()
@@ -771,13 +823,14 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
                     if not run:
                         continue
                     watch.engine_batch(runtime)
+                    applied_before = runtime.events_applied
                     outputs = apply_batch(runtime, [(event.message.offset, event.value) for event in run])
                     await send_all(app, outputs)
                     watch.engine_sent(runtime, run, outputs)
                     for event in run:
                         event.message.incref()  # take_events acks the batch; the offset waits for a snapshot
                     stage.held += run
-                    stage.cadence.applied(len(run), time.monotonic())
+                    stage.cadence.applied(runtime.events_applied - applied_before, time.monotonic())
                     if stage.cadence.due(time.monotonic()):
                         await write_snapshot()
                 except Exception as exc:

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.worker import intake_entries
 from bench.kafka import Broker, Record, at_end, committed, create_topics, end_offsets, group_state, producer, publish
 from bench.loadgen import CST, LoadSpec, records
 from bench.measure_core import JPC
@@ -194,6 +195,9 @@ async def measure_live(broker: Broker, worker: Worker, load: Sequence[Record], t
     cpu_used = round(cpu - cpu_before, 2) if cpu is not None and cpu_before is not None else None
     written = await _escalation_times(bootstrap)
     last = max((t for t, _ in written), default=start * 1000) / 1000
+    # The engine's commit counts intake records, and the intake packs many events into one: count events.
+    events_before = await _events_before_offsets(bootstrap)
+    samples = [(t, judged, events_before(offset)) for t, judged, offset in samples]
     processed = samples[-1][2] if samples else 0
     seconds = (last - start) if finished else (time.time() - start)
     events = len(load) if finished else processed
@@ -207,6 +211,28 @@ async def measure_live(broker: Broker, worker: Worker, load: Sequence[Record], t
         "worker_rss_mb": worker.memory().get("rss_mb"), "worker_peak_rss_mb": worker.memory().get("peak_rss_mb"),
         "samples": samples, "load_before": before, "load_after": load_average(),
     }
+
+
+async def _events_before_offsets(bootstrap: str) -> Callable[[int], int]:
+    """How many events the intake records before an offset of `jpc.intake` carry (a batch record carries many)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    try:
+        tp = TopicPartition(INTAKE, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        ends = await consumer.end_offsets([tp])
+        carried: dict[int, int] = {}
+        while not await at_end(consumer, ends):
+            for recs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                carried |= {r.offset: len(intake_entries(orjson.loads(r.value))) for r in recs if r.value is not None}
+    finally:
+        await consumer.stop()
+    before = [0]
+    for offset in range(max(carried, default=-1) + 1):
+        before.append(before[-1] + carried.get(offset, 0))
+    return lambda offset: before[min(max(offset, 0), len(before) - 1)]
 
 
 async def _escalation_times(bootstrap: str) -> list[tuple[int, bytes]]:

@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from agents.worker import EXIT_OUTPUT_REFUSED
+from agents.worker import EXIT_OUTPUT_REFUSED, intake_entries
 from schemas.directory import load_directory
 from streams.topics import DEAD_LETTER, ESCALATIONS, INPUT_TOPICS, INTAKE, catalogue
 from tests import faultgen
@@ -489,10 +489,10 @@ def intake_event_keys(bus: Bus) -> Counter[tuple[str, str]]:
     """(source_unit, event_id) of every event the intake passed to the engine, with its copies."""
     keys: Counter[tuple[str, str]] = Counter()
     for r in bus.since_mark(INTAKE):
-        record = json.loads(r.value)
-        if "event" in record:
-            event = json.loads(record["event"])
-            keys[(event["source_unit"], event["event_id"])] += 1
+        for entry in intake_entries(json.loads(r.value)):
+            if "event" in entry:  # not a clock tick or a reading report
+                event = json.loads(entry["event"])
+                keys[(event["source_unit"], event["event_id"])] += 1
     return keys
 
 

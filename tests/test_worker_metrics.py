@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.worker import intake_entries
 from tests.conftest import JPC, Broker, free_port
 from tests.test_e2e_worker import BAD_RECORDS, SCENARIO, escalations, final_state, produce_raw, read_topic, replay
 
@@ -226,8 +227,9 @@ def test_an_aborted_transaction_never_reaches_the_engine(fresh_broker: Broker, t
         asyncio.run(transaction(fresh_broker.bootstrap, "jpc.case-reports", committed.strip(), commit=True))
         wait_for(lambda: final_state(escalations(fresh_broker.bootstrap)) == expected, 90,
                  "the committed report's escalation", worker, log)
-        intake = [json.loads(json.loads(v)["event"])["event_id"]
-                  for _, _, v in asyncio.run(read_topic(fresh_broker.bootstrap, "jpc.intake"))]
+        intake = [json.loads(entry["event"])["event_id"]
+                  for _, _, v in asyncio.run(read_topic(fresh_broker.bootstrap, "jpc.intake"))
+                  for entry in intake_entries(json.loads(v))]
         assert intake == [json.loads(committed)["event_id"]]
         assert final_state(escalations(fresh_broker.bootstrap)) == expected  # nothing of the aborted one
         assert by(samples(port), "jpc_events_in_total", "kind") == {"case_report": 1}

@@ -18,7 +18,17 @@ from agents import snapshot_child
 from agents.core.engine import Engine
 from agents.snapshot_child import SnapshotChild
 from agents.snapshots import Cadence
-from agents.worker import ESCALATIONS, EngineRuntime, apply_batch, intake_record
+from agents.worker import (
+    ESCALATIONS,
+    INTAKE,
+    MAX_BATCHED_BYTES,
+    MAX_BATCHED_EVENTS,
+    EngineRuntime,
+    apply_batch,
+    intake_batches,
+    intake_entries,
+    intake_record,
+)
 from schemas.directory import load_directory
 from streams.topics import INPUT_TOPIC_OF_KIND
 
@@ -34,6 +44,16 @@ def intake_records() -> list[tuple[int, bytes, str]]:
         event = orjson.loads(line)
         topic = INPUT_TOPIC_OF_KIND.get(event.get("kind"), "jpc.case-reports")
         out.append((offset, intake_record(topic, 0, offset, RECEIVED, line), str(event.get("event_id"))))
+    return out
+
+
+def batched(records: list[tuple[int, bytes, str]], size: int) -> list[tuple[int, bytes, str]]:
+    """The records as the intake writes them: `size` events to an intake record (ids joined by spaces)."""
+    out = []
+    for offset, i in enumerate(range(0, len(records), size)):
+        group = records[i:i + size]
+        [(_, _, value)] = intake_batches([(INTAKE, b"", value) for _, value, _ in group])
+        out.append((offset, value, " ".join(event_id for _, _, event_id in group)))
     return out
 
 
@@ -66,11 +86,15 @@ def run(records: list[tuple[int, bytes, str]], batch: int, snapshot_every: int,
 
 @pytest.mark.parametrize("in_child", [False, True])
 @pytest.mark.parametrize(("batch", "snapshot_every"), [(1, 1), (7, 3), (50, 2), (1000, 1)])
+@pytest.mark.parametrize("per_record", [1, 9])
 def test_a_poison_event_leaves_no_trace_between_snapshots(monkeypatch: pytest.MonkeyPatch, batch: int,
-                                                          snapshot_every: int, in_child: bool) -> None:
-    records = intake_records()
-    poison_ids = {records[len(records) // 3][2], records[len(records) // 2][2]}
-    clean, _ = run([r for r in records if r[2] not in poison_ids], batch, snapshot_every)
+                                                          snapshot_every: int, in_child: bool, per_record: int) -> None:
+    """`per_record` events to an intake record: 1 as the intake wrote them before batches, 9 as it batches
+    them now (each poison event is then one of several in its record, the others applied)."""
+    singles = intake_records()
+    poison_ids = {singles[len(singles) // 3][2], singles[len(singles) // 2][2]}
+    clean, _ = run([r for r in singles if r[2] not in poison_ids], batch, snapshot_every)
+    records = batched(singles, per_record)
     process = Engine.process
 
     def raising(self: Engine, event: Any, *args: Any, **kwargs: Any) -> Any:
@@ -97,3 +121,26 @@ def test_cadence_waits_for_time_or_records_and_bounds_the_snapshot_share() -> No
     assert cadence.due(8.0)
     cadence.forget()
     assert not cadence.due(100.0)
+
+
+def test_the_intake_packs_events_in_order_within_its_bounds() -> None:
+    entries = [(INTAKE, b"", intake_record("jpc.checkpoint-alerts", 0, n, RECEIVED, b'{"n":%d}' % n))
+               for n in range(MAX_BATCHED_EVENTS * 2 + 3)]
+    packed = intake_batches(entries)
+    assert [len(intake_entries(orjson.loads(value))) for _, _, value in packed] == [MAX_BATCHED_EVENTS] * 2 + [3]
+    unpacked = [entry for _, _, value in packed for entry in intake_entries(orjson.loads(value))]
+    assert unpacked == [orjson.loads(value) for _, _, value in entries]
+    assert {topic for topic, _, _ in packed} == {INTAKE}
+    large = [(INTAKE, b"", b'{"event":"%s"}' % (b"x" * (MAX_BATCHED_BYTES // 3))) for _ in range(7)]
+    sizes = [len(intake_entries(orjson.loads(value))) for _, _, value in intake_batches(large)]
+    assert sizes == [2, 2, 2, 1]
+    assert all(len(value) <= MAX_BATCHED_BYTES + 64 for _, _, value in intake_batches(large))
+
+
+def test_batched_and_single_intake_records_give_the_same_escalations() -> None:
+    singles = intake_records()
+    one_by_one, _ = run(singles, 50, 2)
+    mixed = singles[:40] + [(40 + offset, value, ids) for offset, value, ids in batched(singles[40:], 13)]
+    in_batches, runtime = run(mixed, 50, 2)
+    assert in_batches == one_by_one
+    assert runtime.events_applied == len(singles)
