@@ -140,7 +140,7 @@ def worker(brokers: str, directory_path: Path | None, clock: str, app_id: str, d
     Stop with Ctrl-C or SIGTERM: in-flight work is finished and committed.
 
     The engine's state is snapshotted every JPC_SNAPSHOT_EVERY_S seconds (default 2) or
-    JPC_SNAPSHOT_EVERY_RECORDS records (default 50000); offsets are committed up to the last snapshot,
+    JPC_SNAPSHOT_EVERY_RECORDS events (default 50000); offsets are committed up to the last snapshot,
     and a restarted worker applies the records after it again. JPC_UVLOOP=0 keeps asyncio's own loop.
     """
     from streams.logging import configure

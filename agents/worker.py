@@ -3,7 +3,8 @@
 Two stages:
   intake  - consumes the input topics (any number of partitions), validates each record, sends
             refusals to `jpc.dead-letter` and valid events to `jpc.intake`, one partition: the
-            one order in which the engine sees them (as replay sees the lines of a file).
+            one order in which the engine sees them (as replay sees the lines of a file). Events
+            released together travel as one record (`intake_batches`).
   engine  - consumes `jpc.intake` and runs the core; every revision goes to `jpc.escalations` and
             to `jpc.escalations.<unit>` for each unit it is routed to. Its state is a snapshot in
             a changelog-backed table, written every few seconds (JPC_SNAPSHOT_EVERY_S, or
@@ -505,7 +506,12 @@ class PoisonEvent(Exception):
         self.offset, self.place, self.letter = offset, place, letter
 
 
-def apply_batch(runtime: EngineRuntime, records: list[tuple[int, bytes]]) -> list[Output]:
+class BatchApplied(NamedTuple):
+    outputs: list[Output]
+    carried: list[int]  # the events each record carried (0: applied before), for the per-event latency
+
+
+def apply_batch(runtime: EngineRuntime, records: list[tuple[int, bytes]]) -> BatchApplied:
     """The engine stage for a batch of intake records (offset, value), a poison event leaving no trace.
 
     A rule that raises does so part-way through the engine's handling of the event: timers due before it
@@ -520,11 +526,14 @@ def apply_batch(runtime: EngineRuntime, records: list[tuple[int, bytes]]) -> lis
     while True:
         try:
             outputs: list[Output] = []
+            carried: list[int] = []
             for offset, value in records:
+                before = runtime.events_applied
                 outputs += apply_intake(runtime, offset, value, poisoned.get(offset, _NONE))
+                carried.append(runtime.events_applied - before)
             runtime.since += [Applied(offset, value, poisoned.get(offset, _NONE))
                               for offset, value in records if offset > start_offset]
-            return outputs
+            return BatchApplied(outputs, carried)
         except PoisonEvent as poison:
             poisoned.setdefault(poison.offset, {})[poison.place] = poison.letter
             runtime.rewind()
@@ -823,14 +832,13 @@ def build_worker(settings: Settings, directory: Directory, clock: ClockMode, reo
                     if not run:
                         continue
                     watch.engine_batch(runtime)
-                    applied_before = runtime.events_applied
-                    outputs = apply_batch(runtime, [(event.message.offset, event.value) for event in run])
+                    outputs, carried = apply_batch(runtime, [(event.message.offset, event.value) for event in run])
                     await send_all(app, outputs)
-                    watch.engine_sent(runtime, run, outputs)
+                    watch.engine_sent(runtime, run, carried, outputs)
                     for event in run:
                         event.message.incref()  # take_events acks the batch; the offset waits for a snapshot
                     stage.held += run
-                    stage.cadence.applied(runtime.events_applied - applied_before, time.monotonic())
+                    stage.cadence.applied(sum(carried), time.monotonic())
                     if stage.cadence.due(time.monotonic()):
                         await write_snapshot()
                 except Exception as exc:

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -82,8 +83,10 @@ class WorkerWatch:
                 self.metrics.open_escalations.labels(rule=rule).set(self._open_by_rule[rule])
         self._duplicates = runtime.engine.counters["duplicates"]
 
-    def engine_sent(self, runtime: EngineRuntime, events: list[Any], outputs: list[tuple[str, bytes, bytes]]) -> None:
-        """After a batch, once the broker has acknowledged its outputs."""
+    def engine_sent(self, runtime: EngineRuntime, records: list[Any], carried: list[int],
+                    outputs: list[tuple[str, bytes, bytes]]) -> None:
+        """After a batch of intake records, each carrying `carried` events, once the broker has acknowledged
+        its outputs."""
         if not self.enabled:
             return
         m = self.metrics
@@ -93,7 +96,7 @@ class WorkerWatch:
                 self._revision(orjson.loads(value))
             elif topic == DEAD_LETTER:
                 m.dead_letters.labels(field=field_label(orjson.loads(value).get("field"))).inc()
-        self._observe_latency("engine", events)
+        self._observe_latency("engine", records, carried)
         m.progressed("engine")
 
     def _revision(self, r: dict[str, Any]) -> None:
@@ -113,12 +116,15 @@ class WorkerWatch:
                 m.time_to_ack.labels(rule=rule).observe(max(taken.total_seconds(), 0.0))
         m.open_escalations.labels(rule=rule).set(self._open_by_rule[rule])
 
-    def _observe_latency(self, stage: str, events: Iterable[Any]) -> None:
+    def _observe_latency(self, stage: str, records: Iterable[Any], carried: Iterable[int] | None = None) -> None:
+        """One observation per event: `carried` says how many each record held (one each when None)."""
         histogram, now = self.metrics.latency.labels(stage=stage), time.time()
-        for event in events:
-            stamp = event.message.timestamp
+        for record, events in zip(records, carried or repeat(1), strict=False):
+            stamp = record.message.timestamp
             if stamp is not None:
-                histogram.observe(max(now - stamp, 0.0))  # a producer's clock ahead of ours: 0, not negative
+                took = max(now - stamp, 0.0)  # a producer's clock ahead of ours: 0, not negative
+                for _ in range(events):
+                    histogram.observe(took)
 
     # ---- lag and health ----
     async def refresh_lag(self) -> None:

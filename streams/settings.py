@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     snapshot_every_s: float = Field(2.0, gt=0, description="the worker snapshots its engine at most this long "
                                     "after applying an intake record (while the snapshot takes under a tenth of the "
                                     "time); offsets are committed only up to the last snapshot")
-    snapshot_every_records: int = Field(50_000, ge=1, description="...or once this many intake records are "
+    snapshot_every_records: int = Field(50_000, ge=1, description="...or once this many events are "
                                         "applied since the last snapshot, whichever comes first")
     snapshot_in_child: bool = Field(True, description="a forked child takes the engine's snapshot while the "
                                     "engine goes on (else the engine stops while it is pickled: seconds at a "

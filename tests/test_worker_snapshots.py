@@ -69,7 +69,7 @@ def run(records: list[tuple[int, bytes, str]], batch: int, snapshot_every: int,
     outputs = []
     taking: tuple[SnapshotChild, int] | None = None
     for i in range(0, len(records), batch):
-        outputs += apply_batch(runtime, [(offset, value) for offset, value, _ in records[i:i + batch]])
+        outputs += apply_batch(runtime, [(offset, value) for offset, value, _ in records[i:i + batch]]).outputs
         if taking is not None:
             child, offset = taking
             runtime.adopt(child.collect(), offset)
