@@ -221,7 +221,9 @@ _HIGHER = {"core_events_per_s", "live_events_per_s", "live_to_limit"}
 def picture(r: dict[str, Any]) -> bytes:
     throughput: dict[str, list[tuple[float, float]]] = {}
     if "live" in r:
-        throughput["live worker (engine stage)"] = rates([(t, e) for t, _, e in r["live"]["samples"]])
+        # Committed offsets: the intake's move as it releases, the engine's only at each snapshot (in steps).
+        throughput["live worker, intake (committed)"] = rates([(t, i) for t, i, _ in r["live"]["samples"]])
+        throughput["live worker, engine (committed)"] = rates([(t, e) for t, _, e in r["live"]["samples"]])
     if "limit" in r:
         throughput["limit (pass-through)"] = rates([(0.0, 0), *r["limit"]["samples"]], window=0.25)
     percentiles: dict[str, Any] = {}
