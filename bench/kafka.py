@@ -112,6 +112,26 @@ async def at_end(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) ->
     return True
 
 
+async def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of every partition of `topic`, from its start to its end when asked (no group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        while not await at_end(consumer, ends):
+            for recs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                out += recs
+        return out
+    finally:
+        await consumer.stop()
+
+
 async def delete_all_topics(bootstrap: str, timeout_s: float = 60.0) -> None:
     """Delete every topic but Kafka's own, and wait until they are gone."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -23,7 +23,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.worker import intake_entries
-from bench.kafka import Broker, Record, at_end, committed, create_topics, end_offsets, group_state, producer, publish
+from bench.kafka import (
+    Broker,
+    Record,
+    committed,
+    create_topics,
+    end_offsets,
+    group_state,
+    producer,
+    publish,
+    read_all,
+)
 from bench.loadgen import CST, LoadSpec, records
 from bench.measure_core import JPC
 from bench.system import cpu_seconds, load_average, memory_mb
@@ -215,20 +225,8 @@ async def measure_live(broker: Broker, worker: Worker, load: Sequence[Record], t
 
 async def _events_before_offsets(bootstrap: str) -> Callable[[int], int]:
     """How many events the intake records before an offset of `jpc.intake` carry (a batch record carries many)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 << 20)
-    await consumer.start()
-    try:
-        tp = TopicPartition(INTAKE, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        ends = await consumer.end_offsets([tp])
-        carried: dict[int, int] = {}
-        while not await at_end(consumer, ends):
-            for recs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                carried |= {r.offset: len(intake_entries(orjson.loads(r.value))) for r in recs if r.value is not None}
-    finally:
-        await consumer.stop()
+    carried = {r.offset: len(intake_entries(orjson.loads(r.value)))
+               for r in await read_all(bootstrap, INTAKE) if r.value is not None}
     before = [0]
     for offset in range(max(carried, default=-1) + 1):
         before.append(before[-1] + carried.get(offset, 0))
@@ -236,22 +234,7 @@ async def _events_before_offsets(bootstrap: str) -> Callable[[int], int]:
 
 
 async def _escalation_times(bootstrap: str) -> list[tuple[int, bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 << 20)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(ESCALATIONS, p) for p in sorted(consumer.partitions_for_topic(ESCALATIONS) or [])]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[tuple[int, bytes]] = []
-        while not await at_end(consumer, ends):
-            for recs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                out += [(r.timestamp, r.value) for r in recs if r.value is not None]
-        return out
-    finally:
-        await consumer.stop()
+    return [(r.timestamp, r.value) for r in await read_all(bootstrap, ESCALATIONS) if r.value is not None]
 
 
 # ---- recovery: kill the worker, restart it on its state, time until it processes an event again ----
